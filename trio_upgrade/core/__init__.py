@@ -1,0 +1,34 @@
+"""Layer 0: listeners, the serve loop, graceful shutdown, prefetched-bytes streams.
+
+Imports only trio and the standard library.
+"""
+
+from __future__ import annotations
+
+from ._binds import (
+    Bind,
+    BindError,
+    listener_address,
+    open_listeners,
+    open_unix_listener,
+    parse_bind,
+)
+from ._prefixed import PrefixedStream
+from ._run import run_until_signal
+from ._server import Connection, ConnectionHandler, Server, Shutdown, current_connection
+
+__all__ = [
+    "Bind",
+    "BindError",
+    "Connection",
+    "ConnectionHandler",
+    "PrefixedStream",
+    "Server",
+    "Shutdown",
+    "current_connection",
+    "listener_address",
+    "open_listeners",
+    "open_unix_listener",
+    "parse_bind",
+    "run_until_signal",
+]

@@ -1,0 +1,327 @@
+"""The serve loop: accept connections, run each in its own nursery, shut down gracefully.
+
+Graceful shutdown in three steps, whoever starts it (``await server.aclose()``
+or cancelling the scope around :meth:`Server.serve`):
+
+1. stop accepting: the listeners are closed;
+2. drain: :attr:`Shutdown.draining` becomes true. Connections waiting in
+   :meth:`Connection.idle` (an HTTP keep-alive connection between requests)
+   are cancelled at once; busy ones are expected to finish what they are doing
+   and close (HTTP answers the request in flight with ``Connection: close``;
+   a WebSocket session closes with 1001);
+3. after the grace period, whatever is still running is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import errno
+import logging
+import math
+import os
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import final
+
+import trio
+
+from ._binds import listener_address
+
+__all__ = [
+    "Connection",
+    "ConnectionHandler",
+    "Server",
+    "Shutdown",
+    "current_connection",
+]
+
+logger = logging.getLogger("trio_upgrade")
+
+# accept(2) errors that mean "overloaded, try again soon" rather than "broken".
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_ACCEPT_RETRY_DELAY = 0.1
+
+Address = tuple[str, int] | str
+
+
+@final
+class Shutdown:
+    """The drain signal shared by a server and its connections.
+
+    A server owns one; code that runs connections without a server (the
+    in-memory test client) can make its own and call :meth:`begin` to rehearse
+    a graceful shutdown.
+    """
+
+    __slots__ = ("_event", "_idle_scopes")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        # Cancel scopes of connections that are idle right now; cancelled on begin().
+        self._idle_scopes: set[trio.CancelScope] = set()
+
+    @property
+    def draining(self) -> bool:
+        """True once graceful shutdown has begun."""
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        """Return when graceful shutdown begins."""
+        await self._event.wait()
+
+    def begin(self) -> None:
+        """Start draining: cancel idle connections, tell busy ones to finish. Idempotent."""
+        if self._event.is_set():
+            return
+        self._event.set()
+        for scope in self._idle_scopes:
+            scope.cancel()
+        self._idle_scopes.clear()
+
+    @contextmanager
+    def idle(self) -> Iterator[trio.CancelScope]:
+        """A cancel scope for waiting while idle: cancelled as soon as draining begins.
+
+        Check ``scope.cancelled_caught`` afterwards to tell a drain from other outcomes.
+        """
+        with trio.CancelScope() as scope:
+            if self._event.is_set():
+                scope.cancel()
+                yield scope
+                return
+            self._idle_scopes.add(scope)
+            try:
+                yield scope
+            finally:
+                self._idle_scopes.discard(scope)
+
+
+@final
+class Connection:
+    """One accepted connection, as the protocol layers see it.
+
+    Attributes are plain values so that code which runs connections without a
+    listener (tests, the in-memory client) can build one directly.
+    """
+
+    __slots__ = ("client", "nursery", "server", "shutdown", "stream", "tls")
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        nursery: trio.Nursery,
+        *,
+        client: Address | None = None,
+        server: Address | None = None,
+        tls: bool | None = None,
+        shutdown: Shutdown | None = None,
+    ) -> None:
+        self.stream = stream
+        # The connection's own nursery: tasks a protocol starts for this connection
+        # live here and end with it.
+        self.nursery = nursery
+        if tls is None:
+            tls = isinstance(stream, trio.SSLStream)
+        self.tls = tls
+        if client is None and server is None:
+            client, server = _stream_addresses(stream)
+        self.client = client
+        self.server = server
+        self.shutdown = shutdown if shutdown is not None else Shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Connection client={self.client!r} server={self.server!r} tls={self.tls}>"
+
+
+_current: contextvars.ContextVar[Connection] = contextvars.ContextVar("trio_upgrade_connection")
+
+
+def current_connection() -> Connection | None:
+    """The :class:`Connection` the calling task serves, or ``None`` outside one.
+
+    Set by :class:`Server` (and the test client) for every task of a connection,
+    so a protocol started by a takeover can watch the server's drain signal.
+    """
+    return _current.get(None)
+
+
+def _set_current_connection(conn: Connection) -> None:
+    _current.set(conn)
+
+
+def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address | None, Address | None]:
+    inner: object = stream
+    while isinstance(inner, trio.SSLStream):
+        inner = inner.transport_stream
+    if not isinstance(inner, trio.SocketStream):
+        return None, None
+    sock = inner.socket
+    try:
+        peer = _normalize(sock.getpeername())
+    except OSError:
+        peer = None
+    return peer, _normalize(sock.getsockname())
+
+
+def _normalize(name: object) -> Address:
+    if isinstance(name, bytes):
+        return name.decode()
+    if isinstance(name, str):
+        return name
+    assert isinstance(name, tuple)
+    return (str(name[0]), int(name[1]))
+
+
+ConnectionHandler = Callable[[Connection], Awaitable[object]]
+
+
+@final
+class Server:
+    """Run *handler* for every connection accepted on *listeners*.
+
+    Follows the :func:`trio.serve_listeners` contract: use it with
+    ``nursery.start(server.serve)``, which returns once the listeners are
+    accepting; the server takes ownership of the listeners and of every
+    accepted stream (closed when its handler returns). Each connection runs in
+    its own task with its own nursery (:attr:`Connection.nursery`); an
+    exception escaping a handler is logged and ends that connection only.
+
+    At most *max_connections* connections run at once; above that, accepting
+    waits (the kernel's backlog holds new arrivals). *grace_period* bounds a
+    graceful shutdown (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        handler: ConnectionHandler,
+        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
+        *,
+        max_connections: int = 1000,
+        grace_period: float = 10.0,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+        self.handler = handler
+        self.listeners = list(listeners)
+        self.grace_period = grace_period
+        self.shutdown = Shutdown()
+        # Accept waits for a token; a connection holds one until it ends. A
+        # Semaphore, not a CapacityLimiter: the token is taken by the accept
+        # loop and given back by the connection's task.
+        self._limiter = trio.Semaphore(max_connections)
+        self.max_connections = max_connections
+        # Cancelled to stop the accept loops (aclose() or outer cancellation).
+        self._accept_scope = trio.CancelScope()
+        # Set when serve() has completely finished (every connection ended).
+        self._finished = trio.Event()
+        self._started = False
+        self._active = 0
+        # The nursery every connection task runs in (set while serving).
+        self._conns: trio.Nursery | None = None
+
+    @property
+    def addresses(self) -> list[Address]:
+        """Bound addresses: ``(host, port)`` tuples for TCP, paths for Unix sockets."""
+        return [listener_address(listener) for listener in self.listeners]
+
+    @property
+    def connection_count(self) -> int:
+        """Connections being served right now."""
+        return self._active
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept and serve until cancelled or :meth:`aclose` is called, then drain.
+
+        Returns after graceful shutdown has finished. ``task_status.started``
+        reports this server, whose :attr:`addresses` tell where it listens.
+        """
+        if self._started:
+            raise RuntimeError("Server.serve() can run only once")
+        self._started = True
+        try:
+            async with trio.open_nursery() as outer:
+                conns: trio.Nursery = await outer.start(self._run_connections)
+                self._conns = conns
+                try:
+                    with self._accept_scope:
+                        async with trio.open_nursery() as accepting:
+                            for listener in self.listeners:
+                                accepting.start_soon(self._accept_loop, listener, conns)
+                            task_status.started(self)
+                finally:
+                    # Stop accepting and start draining; synchronous so that it
+                    # also runs when the serve scope was cancelled.
+                    self._begin_drain(conns)
+                    with trio.CancelScope(shield=True):
+                        for listener in self.listeners:
+                            await trio.aclose_forcefully(listener)
+        finally:
+            self._finished.set()
+
+    async def aclose(self) -> None:
+        """Shut down gracefully and wait until every connection has ended. Idempotent."""
+        self._accept_scope.cancel()
+        if self._started:
+            await self._finished.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def cancel_connections(self) -> None:
+        """End the grace period now: cancel every connection still running."""
+        self._accept_scope.cancel()
+        if self._conns is not None:
+            self._conns.cancel_scope.cancel()
+
+    def _begin_drain(self, conns: trio.Nursery) -> None:
+        self.shutdown.begin()
+        deadline = trio.current_time() + self.grace_period
+        if math.isfinite(deadline):
+            conns.cancel_scope.deadline = min(conns.cancel_scope.deadline, deadline)
+
+    async def _run_connections(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        # Connections are shielded from the cancellation that stops the server:
+        # they get the grace period (the nursery's deadline) instead.
+        with trio.CancelScope(shield=True):
+            async with trio.open_nursery() as conns:
+                task_status.started(conns)
+                await self.shutdown.wait()
+
+    async def _accept_loop(
+        self, listener: trio.abc.Listener[trio.abc.Stream], conns: trio.Nursery
+    ) -> None:
+        while True:
+            await self._limiter.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                self._limiter.release()
+                if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
+                    logger.error(
+                        "accept failed with %s (%s); retrying in %.1f s",
+                        errno.errorcode[exc.errno],
+                        os.strerror(exc.errno),
+                        _ACCEPT_RETRY_DELAY,
+                    )
+                    await trio.sleep(_ACCEPT_RETRY_DELAY)
+                    continue
+                raise
+            except BaseException:
+                self._limiter.release()
+                raise
+            conns.start_soon(self._run_one, stream)
+
+    async def _run_one(self, stream: trio.abc.Stream) -> None:
+        self._active += 1
+        try:
+            async with trio.open_nursery() as nursery:
+                conn = Connection(stream, nursery, shutdown=self.shutdown)
+                _set_current_connection(conn)
+                await self.handler(conn)
+        except Exception:
+            logger.exception("connection handler failed")
+        finally:
+            self._active -= 1
+            self._limiter.release()
+            await trio.aclose_forcefully(stream)
