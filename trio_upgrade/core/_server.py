@@ -5,7 +5,7 @@ or cancelling the scope around :meth:`Server.serve`):
 
 1. stop accepting: the listeners are closed;
 2. drain: :attr:`Shutdown.draining` becomes true. Connections waiting in
-   :meth:`Connection.idle` (an HTTP keep-alive connection between requests)
+   :meth:`Shutdown.idle` (an HTTP keep-alive connection between requests)
    are cancelled at once; busy ones are expected to finish what they are doing
    and close (HTTP answers the request in flight with ``Connection: close``;
    a WebSocket session closes with 1001);
@@ -201,6 +201,8 @@ class Server:
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if not grace_period >= 0:  # also rejects NaN
+            raise ValueError("grace_period must be >= 0")
         self.handler = handler
         self.listeners = list(listeners)
         self.grace_period = grace_period
@@ -212,12 +214,25 @@ class Server:
         self.max_connections = max_connections
         # Cancelled to stop the accept loops (aclose() or outer cancellation).
         self._accept_scope = trio.CancelScope()
+        # Set when the server stops serving; lets the connection nursery close
+        # once its connections have ended. Separate from `shutdown` so that a
+        # caller who calls `server.shutdown.begin()` directly does not close the
+        # nursery under the still-running accept loops.
+        self._stopping = trio.Event()
         # Set when serve() has completely finished (every connection ended).
         self._finished = trio.Event()
         self._started = False
         self._active = 0
-        # The nursery every connection task runs in (set while serving).
-        self._conns: trio.Nursery | None = None
+        # One cancel scope per running connection. Grace-period expiry and
+        # cancel_connections() cancel these, never the nursery around them: a
+        # scope only swallows its own Cancelled, so an error a connection raises
+        # while being cancelled is still caught and logged by that connection
+        # instead of escaping (or being lost) in the shared nursery.
+        self._conn_scopes: set[trio.CancelScope] = set()
+        # Deadline for every connection: +inf until draining, then end of grace.
+        self._conn_deadline = math.inf
+        # Set by cancel_connections(); connections starting later are cancelled too.
+        self._cancel_all = False
 
     @property
     def addresses(self) -> list[Address]:
@@ -243,7 +258,6 @@ class Server:
         try:
             async with trio.open_nursery() as outer:
                 conns: trio.Nursery = await outer.start(self._run_connections)
-                self._conns = conns
                 try:
                     with self._accept_scope:
                         async with trio.open_nursery() as accepting:
@@ -253,7 +267,7 @@ class Server:
                 finally:
                     # Stop accepting and start draining; synchronous so that it
                     # also runs when the serve scope was cancelled.
-                    self._begin_drain(conns)
+                    self._begin_drain()
                     with trio.CancelScope(shield=True):
                         for listener in self.listeners:
                             await trio.aclose_forcefully(listener)
@@ -261,7 +275,12 @@ class Server:
             self._finished.set()
 
     async def aclose(self) -> None:
-        """Shut down gracefully and wait until every connection has ended. Idempotent."""
+        """Shut down gracefully and wait until every connection has ended. Idempotent.
+
+        Cancelling the caller abandons the wait only: the shutdown goes on.
+        Called from inside a connection handler, it returns only when the grace
+        period ends (that handler's connection is one of those waited for).
+        """
         self._accept_scope.cancel()
         if self._started:
             await self._finished.wait()
@@ -271,32 +290,38 @@ class Server:
     def cancel_connections(self) -> None:
         """End the grace period now: cancel every connection still running."""
         self._accept_scope.cancel()
-        if self._conns is not None:
-            self._conns.cancel_scope.cancel()
+        self._cancel_all = True
+        for scope in self._conn_scopes:
+            scope.cancel()
 
-    def _begin_drain(self, conns: trio.Nursery) -> None:
+    def _begin_drain(self) -> None:
+        self._stopping.set()
         self.shutdown.begin()
-        deadline = trio.current_time() + self.grace_period
-        if math.isfinite(deadline):
-            conns.cancel_scope.deadline = min(conns.cancel_scope.deadline, deadline)
+        # min(): a drain may start after cancel_connections() or a second time.
+        self._conn_deadline = min(self._conn_deadline, trio.current_time() + self.grace_period)
+        for scope in self._conn_scopes:
+            scope.deadline = min(scope.deadline, self._conn_deadline)
 
     async def _run_connections(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         # Connections are shielded from the cancellation that stops the server:
-        # they get the grace period (the nursery's deadline) instead.
+        # they get the grace period (their scopes' deadline) instead.
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as conns:
                 task_status.started(conns)
-                await self.shutdown.wait()
+                await self._stopping.wait()
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], conns: trio.Nursery
     ) -> None:
         while True:
+            # Wait for a free slot without holding it while accept() blocks:
+            # with several listeners, an idle listener holding a token would
+            # keep the server below max_connections.
             await self._limiter.acquire()
+            self._limiter.release()
             try:
                 stream = await listener.accept()
             except OSError as exc:
-                self._limiter.release()
                 if exc.errno in _ACCEPT_CAPACITY_ERRNOS:
                     logger.error(
                         "accept failed with %s (%s); retrying in %.1f s",
@@ -307,20 +332,33 @@ class Server:
                     await trio.sleep(_ACCEPT_RETRY_DELAY)
                     continue
                 raise
+            try:
+                # Normally immediate. If another listener took the last slot
+                # meanwhile, this accepted stream waits here, as it would have
+                # in the kernel's backlog; its handler starts when a slot frees.
+                await self._limiter.acquire()
             except BaseException:
-                self._limiter.release()
+                await trio.aclose_forcefully(stream)
                 raise
             conns.start_soon(self._run_one, stream)
 
     async def _run_one(self, stream: trio.abc.Stream) -> None:
         self._active += 1
+        conn: Connection | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                conn = Connection(stream, nursery, shutdown=self.shutdown)
-                _set_current_connection(conn)
-                await self.handler(conn)
+            with trio.CancelScope(deadline=self._conn_deadline) as scope:
+                if self._cancel_all:
+                    scope.cancel()
+                self._conn_scopes.add(scope)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        conn = Connection(stream, nursery, shutdown=self.shutdown)
+                        _set_current_connection(conn)
+                        await self.handler(conn)
+                finally:
+                    self._conn_scopes.discard(scope)
         except Exception:
-            logger.exception("connection handler failed")
+            logger.exception("connection handler failed: %r", conn)
         finally:
             self._active -= 1
             self._limiter.release()
