@@ -70,7 +70,7 @@ def parse_bind(spec: str) -> Bind:
         return Bind(path=path)
     if spec.startswith("["):
         host, sep, rest = spec[1:].partition("]")
-        if not sep or not rest.startswith(":"):
+        if not sep or not host or not rest.startswith(":"):
             raise BindError(f"{spec!r}: expected [ipv6]:port")
         port_text = rest[1:]
     else:
@@ -79,10 +79,11 @@ def parse_bind(spec: str) -> Bind:
             raise BindError(f"{spec!r}: expected host:port or unix:/path")
         if ":" in host:
             raise BindError(f"{spec!r}: IPv6 addresses go in brackets, e.g. [::1]:8000")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise BindError(f"{spec!r}: port {port_text!r} is not a number") from None
+    # Plain ASCII digits only: int() would also take " 80", "+80", "8_000" and
+    # non-ASCII digits, none of which is a port in a bind string.
+    if not (port_text.isascii() and port_text.isdigit()):
+        raise BindError(f"{spec!r}: port {port_text!r} is not a number")
+    port = int(port_text)
     if not 0 <= port <= 65535:
         raise BindError(f"{spec!r}: port {port} out of range")
     return Bind(host=host, port=port)
@@ -93,9 +94,13 @@ async def open_unix_listener(
 ) -> trio.SocketListener:
     """Listen on a Unix-domain stream socket at *path*.
 
-    A stale socket file left by an earlier process is removed first; any other
-    kind of file at *path* is an error (we never delete a regular file).
-    *mode* (e.g. ``0o660``) is applied to the socket file after binding.
+    A stale socket file left by an earlier process is removed first; a socket
+    file some live process still listens on raises ``OSError(EADDRINUSE)``, and
+    any other kind of file at *path* raises :class:`FileExistsError` (we never
+    delete a regular file). *mode* (e.g. ``0o660``) is applied to the socket
+    file after binding and before listening, so no client connects earlier.
+    The socket file is left in place when the listener closes (the next bind
+    removes it as stale).
     """
     try:
         st = os.stat(path)
@@ -104,6 +109,8 @@ async def open_unix_listener(
     else:
         if not stat.S_ISSOCK(st.st_mode):
             raise FileExistsError(errno.EEXIST, "not a socket, refusing to replace", path)
+        if await _unix_socket_in_use(path):
+            raise OSError(errno.EADDRINUSE, "a server is listening on this socket", path)
         os.unlink(path)
     sock = trio.socket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
     try:
@@ -115,6 +122,21 @@ async def open_unix_listener(
         sock.close()
         raise
     return trio.SocketListener(sock)
+
+
+async def _unix_socket_in_use(path: str) -> bool:
+    """Whether a process listens on the socket file at *path* (probe by connecting).
+
+    Unlinking a live server's socket file would silently steal its future
+    clients, so only a socket nobody answers on counts as stale.
+    """
+    probe = trio.socket.socket(_stdlib_socket.AF_UNIX, _stdlib_socket.SOCK_STREAM)
+    with probe:
+        try:
+            await probe.connect(path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+    return True
 
 
 async def open_listeners(
