@@ -19,12 +19,13 @@ async def run_until_signal(
 ) -> None:
     """Serve until the process gets SIGINT or SIGTERM, then drain and return.
 
-    A second signal during the drain cancels what remains at once.
-    Must run in the main thread (signal handlers live there).
+    A second signal during the drain cancels what remains at once. Also returns
+    when the server stops for another reason (``await server.aclose()`` from
+    elsewhere). Must run in the main thread (signal handlers live there).
     """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve)
+            await nursery.start(_serve_then_stop, server, nursery)
             task_status.started(server)
             count = 0
             async for signum in signals:
@@ -40,6 +41,15 @@ async def run_until_signal(
                     logger.warning("second signal: stopping now")
                     server.cancel_connections()
                     break
+
+
+async def _serve_then_stop(
+    server: Server, nursery: trio.Nursery, *, task_status: trio.TaskStatus[Server]
+) -> None:
+    # Without this, a server closed by someone else would leave us waiting
+    # for a signal forever.
+    await server.serve(task_status=task_status)
+    nursery.cancel_scope.cancel()
 
 
 async def _close_then_stop(server: Server, nursery: trio.Nursery) -> None:
