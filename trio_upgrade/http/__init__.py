@@ -1,0 +1,65 @@
+"""Layer 1: the HTTP/1.1 server on h11 — requests, responses, routing, takeover.
+
+Imports ``core`` and h11; knows nothing about WebSocket.
+"""
+
+from __future__ import annotations
+
+from ._config import HTTPConfig
+from ._connection import serve_http_connection
+from ._errors import (
+    ClientDisconnected,
+    HTTPError,
+    MalformedBody,
+    RequestBodyTooLarge,
+    RequestTimeout,
+)
+from ._headers import Headers, HeadersLike
+from ._request import BodySource, QueryParams, Request, RequestBody
+from ._response import Response, reason_phrase
+from ._router import (
+    Handler,
+    Match,
+    MethodNotAllowed,
+    Middleware,
+    NotFound,
+    Route,
+    RouteMatch,
+    Router,
+    compile_pattern,
+    error_response,
+)
+from ._serve import create_server, run, serve
+from ._takeover import Takeover
+
+__all__ = [
+    "BodySource",
+    "ClientDisconnected",
+    "HTTPConfig",
+    "HTTPError",
+    "Handler",
+    "Headers",
+    "HeadersLike",
+    "MalformedBody",
+    "Match",
+    "MethodNotAllowed",
+    "Middleware",
+    "NotFound",
+    "QueryParams",
+    "Request",
+    "RequestBody",
+    "RequestBodyTooLarge",
+    "RequestTimeout",
+    "Response",
+    "Route",
+    "RouteMatch",
+    "Router",
+    "Takeover",
+    "compile_pattern",
+    "create_server",
+    "error_response",
+    "reason_phrase",
+    "run",
+    "serve",
+    "serve_http_connection",
+]

@@ -1,0 +1,46 @@
+"""Limits and timeouts of the HTTP server, all with safe defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HTTPConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPConfig:
+    """How one HTTP/1.1 connection is served. Times are in seconds; ``None`` means no limit."""
+
+    max_header_size: int = 16 * 1024
+    """Largest request head (request line + headers) in bytes; past it: 431."""
+    max_body_size: int | None = 10 * 1024 * 1024
+    """Default limit on a request body, checked as it is read; past it: 413.
+    A handler can change it for one request (``request.max_body_size``) before reading."""
+    header_timeout: float | None = 10.0
+    """Time a client has to send a complete request head once it has started
+    (and, for the first request, from accept); past it: 408 and close."""
+    keepalive_timeout: float | None = 5.0
+    """How long an idle keep-alive connection waits for the next request."""
+    body_timeout: float | None = 30.0
+    """Longest wait for each piece of a request body while a handler reads it; past it: 408."""
+    write_timeout: float | None = 30.0
+    """Longest wait for one write to the client; past it the connection is dropped."""
+    max_drain_size: int = 64 * 1024
+    """A body the handler did not read is discarded, up to this many bytes, to keep
+    the connection alive; a longer one closes the connection instead."""
+    read_size: int = 64 * 1024
+    """Bytes asked of the socket per read."""
+    max_requests_per_connection: int | None = None
+    """Close a keep-alive connection after this many requests."""
+    access_log: bool = False
+    """Log one line per request to the ``trio_upgrade.access`` logger (INFO)."""
+    server_header: str | None = None
+    """Value of the ``Server`` header, or ``None`` to send none."""
+    date_header: bool = True
+    """Send a ``Date`` header (RFC 9110 §6.6.1 asks origin servers with a clock to)."""
+
+    def __post_init__(self) -> None:
+        if self.max_header_size < 1024:
+            raise ValueError("max_header_size must be at least 1024 bytes")
+        if self.read_size < 1:
+            raise ValueError("read_size must be positive")

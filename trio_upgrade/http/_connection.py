@@ -1,0 +1,452 @@
+"""The h11 server loop: one per connection, requests answered in order.
+
+The handler runs in the connection's own task (no task per request), and the
+body is pulled from h11 as the handler reads it. A handler's result is either a
+:class:`Response`, written through h11, or a :class:`Takeover`, which gets the
+raw stream plus every byte h11 read past the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from email.utils import formatdate
+from typing import final
+
+import h11
+import trio
+
+from ..core import Connection
+from ._config import HTTPConfig
+from ._errors import ClientDisconnected, HTTPError, RequestTimeout
+from ._headers import Headers
+from ._request import Request
+from ._response import Response, reason_phrase
+from ._router import Handler, error_response
+from ._takeover import Takeover
+
+__all__ = ["serve_http_connection"]
+
+logger = logging.getLogger("trio_upgrade")
+access_logger = logging.getLogger("trio_upgrade.access")
+
+# Sent in one send_all with the head when the body is no larger than this;
+# larger bodies go in a second write rather than being copied into the head.
+_COALESCE_LIMIT = 16 * 1024
+# After an error response we read (and discard) what the client still sends, for
+# at most this long, so that closing does not reset the connection under the
+# response (RFC 9112 §9.6, "lingering close").
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 64 * 1024
+
+_REASONS: dict[int, bytes] = {}
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _reason(status: int) -> bytes:
+    reason = _REASONS.get(status)
+    if reason is None:
+        reason = _REASONS[status] = reason_phrase(status).encode("ascii")
+    return reason
+
+
+def _http_date() -> bytes:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode("ascii"))
+    return _date_cache[1]
+
+
+def _deadline(timeout: float | None) -> float:
+    return math.inf if timeout is None else trio.current_time() + timeout
+
+
+class _Abort(Exception):
+    """Stop serving this connection without answering (peer gone, write failed)."""
+
+
+@final
+class _Body:
+    """The body source of one request, valid until its response is finished."""
+
+    __slots__ = ("done", "owner")
+
+    def __init__(self, owner: _HTTPConnection) -> None:
+        self.owner: _HTTPConnection | None = owner
+        # True once h11 produced EndOfMessage for this request.
+        self.done = False
+
+    async def receive_body(self) -> bytes:
+        owner = self.owner
+        if owner is None:
+            await trio.lowlevel.checkpoint()
+            raise RuntimeError("the request body can only be read while the request is handled")
+        if self.done:
+            await trio.lowlevel.checkpoint()
+            return b""
+        data = await owner.receive_body_chunk()
+        if not data:
+            self.done = True
+        return data
+
+
+@final
+class _HTTPConnection:
+    __slots__ = (
+        "app",
+        "config",
+        "conn",
+        "h11",
+        "requests",
+        "scheme",
+        "stream",
+    )
+
+    def __init__(self, conn: Connection, app: Handler, config: HTTPConfig) -> None:
+        self.conn = conn
+        self.stream = conn.stream
+        self.app = app
+        self.config = config
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
+        self.scheme = "https" if conn.tls else "http"
+        # Requests answered so far on this connection.
+        self.requests = 0
+
+    # Reading -----------------------------------------------------------------
+
+    async def _receive(self, deadline: float) -> bytes:
+        """One read from the stream; ``b""`` at EOF or when the peer is gone."""
+        try:
+            with trio.CancelScope(deadline=deadline) as scope:
+                data = await self.stream.receive_some(self.config.read_size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+        if scope.cancelled_caught:
+            raise TimeoutError
+        return bytes(data)
+
+    async def _next_request(self) -> h11.Request | None:
+        """Read the next request head; ``None`` when the connection should end.
+
+        Waits at most ``keepalive_timeout`` (``header_timeout`` for the first
+        request) for the request to start, cancelled at once by a graceful
+        shutdown, then ``header_timeout`` for the rest of the head.
+        """
+        h = self.h11
+        config = self.config
+        shutdown = self.conn.shutdown
+        head_deadline: float | None = None
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._send_error(exc.error_status_hint, str(exc))
+                return None
+            if event is h11.NEED_DATA:
+                if head_deadline is None and not h.trailing_data[0]:
+                    # Idle: no byte of the next request yet.
+                    timeout = (
+                        config.header_timeout if self.requests == 0 else config.keepalive_timeout
+                    )
+                    with shutdown.idle() as idle:
+                        idle.deadline = _deadline(timeout)
+                        try:
+                            data = await self.stream.receive_some(config.read_size)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            return None
+                    if idle.cancelled_caught:
+                        return None
+                    head_deadline = _deadline(config.header_timeout)
+                else:
+                    if head_deadline is None:
+                        head_deadline = _deadline(config.header_timeout)
+                    try:
+                        data = await self._receive(head_deadline)
+                    except TimeoutError:
+                        await self._send_error(408, "Timed out waiting for the request head")
+                        return None
+                h.receive_data(bytes(data))
+                continue
+            if type(event) is h11.Request:
+                return event
+            # ConnectionClosed, or PAUSED after a protocol switch we did not take.
+            return None
+
+    async def receive_body_chunk(self) -> bytes:
+        """The next piece of the current request's body; ``b""`` at its end."""
+        h = self.h11
+        if h.they_are_waiting_for_100_continue:
+            await self._send(h.send(h11.InformationalResponse(status_code=100, headers=[])))
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise ClientDisconnected(str(exc)) from None
+            if type(event) is h11.Data:
+                return bytes(event.data)
+            if type(event) is h11.EndOfMessage:
+                return b""
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self._receive(_deadline(self.config.body_timeout))
+                except TimeoutError:
+                    raise RequestTimeout("Timed out reading the request body") from None
+                h.receive_data(data)
+                continue
+            raise ClientDisconnected("connection closed while reading the request body")
+
+    # Writing -----------------------------------------------------------------
+
+    async def _send(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            with trio.fail_after(self.config.write_timeout or math.inf):
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+            self.h11.send_failed()
+            raise _Abort from None
+
+    def _response_headers(self, response: Response, close: bool) -> list[tuple[bytes, bytes]]:
+        headers = list(response.headers.raw)
+        config = self.config
+        if config.date_header:
+            headers.append((b"date", _http_date()))
+        if config.server_header is not None:
+            headers.append((b"server", config.server_header.encode("latin-1")))
+        if close:
+            headers.append((b"connection", b"close"))
+        return headers
+
+    async def _send_response(self, response: Response, head_only: bool, close: bool) -> int:
+        """Write *response*; return the number of body bytes sent."""
+        h = self.h11
+        headers = self._response_headers(response, close)
+        body = response.body
+        status = response.status
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            if not any(name == b"content-length" for name, _ in headers):
+                headers.append((b"content-length", str(len(body)).encode("ascii")))
+            head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+            assert head is not None
+            if head_only or not body or h.our_state is h11.DONE:
+                await self._send(head + h.send(h11.EndOfMessage()))
+                return 0
+            if len(body) <= _COALESCE_LIMIT:
+                data = h.send(h11.Data(data=body))
+                assert data is not None
+                await self._send(head + data + h.send(h11.EndOfMessage()))
+            else:
+                await self._send(head)
+                pieces = h.send_with_data_passthrough(h11.Data(data=body))
+                assert pieces is not None
+                for piece in pieces:
+                    await self._send(bytes(piece) if not isinstance(piece, bytes) else piece)
+                await self._send(h.send(h11.EndOfMessage()))
+            return len(body)
+        # Streamed body.
+        sent = 0
+        aclose = getattr(body, "aclose", None)
+        try:
+            head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+            assert head is not None
+            await self._send(head)
+            if not head_only and h.our_state is not h11.DONE:
+                async for chunk in body:
+                    if chunk:
+                        data = h.send(h11.Data(data=chunk))
+                        assert data is not None
+                        await self._send(data)
+                        sent += len(chunk)
+            await self._send(h.send(h11.EndOfMessage()))
+        finally:
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()
+        return sent
+
+    async def _send_error(self, status: int, detail: str) -> None:
+        """Answer a request we could not take (bad head, timeout) and close."""
+        h = self.h11
+        if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        response = error_response(status, None)
+        logger.debug("answering %d and closing: %s", status, detail)
+        try:
+            await self._send_response(response, head_only=False, close=True)
+        except (_Abort, h11.LocalProtocolError):
+            return
+        await self._linger()
+
+    async def _linger(self) -> None:
+        """Half-close, then discard what the peer still sends, briefly (see above)."""
+        stream = self.stream
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            with trio.move_on_after(_LINGER_SECONDS):
+                received = 0
+                while received < _LINGER_BYTES:
+                    data = await stream.receive_some(self.config.read_size)
+                    if not data:
+                        break
+                    received += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    # The loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        h = self.h11
+        try:
+            while True:
+                event = await self._next_request()
+                if event is None:
+                    return
+                if not await self._handle(event):
+                    return
+                if h.our_state is h11.MUST_CLOSE or h.their_state is not h11.DONE:
+                    return
+                h.start_next_cycle()
+        except _Abort:
+            return
+
+    async def _handle(self, event: h11.Request) -> bool:
+        """Answer one request; return whether the connection may carry another."""
+        h = self.h11
+        conn = self.conn
+        started = time.perf_counter() if self.config.access_log else 0.0
+        body_source = _Body(self)
+        method = event.method.decode("ascii")
+        request = Request(
+            method,
+            event.target.decode("latin-1"),
+            headers=Headers.from_raw(event.headers),
+            body=body_source,
+            http_version=event.http_version.decode("ascii"),
+            client=conn.client,
+            server=conn.server,
+            scheme=self.scheme,
+            max_body_size=self.config.max_body_size,
+            connection=conn,
+        )
+        head_only = method == "HEAD"
+        self.requests += 1
+        try:
+            result = await self.app(request)
+        except HTTPError as exc:
+            result = error_response(exc.status, exc.detail, exc.headers)
+        except ClientDisconnected:
+            return False
+        except _Abort:
+            raise
+        except Exception:
+            logger.exception("error in handler for %s %s", method, request.target)
+            result = error_response(500, None)
+
+        if type(result) is not Response:
+            if isinstance(result, Response):
+                pass
+            elif isinstance(result, Takeover):
+                await self._take_over(result, request, body_source)
+                return False
+            else:
+                logger.error(
+                    "handler for %s %s returned %r, not a Response or a Takeover",
+                    method,
+                    request.target,
+                    result,
+                )
+                result = error_response(500, None)
+        response: Response = result
+
+        config = self.config
+        close = conn.shutdown.draining or (
+            config.max_requests_per_connection is not None
+            and self.requests >= config.max_requests_per_connection
+        )
+        if not body_source.done and not close:
+            # The body was not read to its end. If the client still waits for
+            # "100 Continue" it may never send it: don't wait to find out.
+            close = h.they_are_waiting_for_100_continue
+        try:
+            sent = await self._send_response(response, head_only, close)
+        except _Abort:
+            raise
+        except Exception:
+            # The body iterator failed after the head was sent: the only honest
+            # thing left is to cut the connection short.
+            logger.exception("error while streaming the response to %s %s", method, request.target)
+            body_source.owner = None
+            return False
+        if config.access_log:
+            self._log_access(request, response.status, sent, started)
+        if (
+            not body_source.done
+            and h.our_state is not h11.MUST_CLOSE
+            and not await self._drain(body_source)
+        ):
+            body_source.owner = None
+            return False
+        body_source.owner = None
+        return True
+
+    async def _drain(self, body: _Body) -> bool:
+        """Discard the unread rest of the body, up to ``max_drain_size``."""
+        remaining = self.config.max_drain_size
+        try:
+            while remaining >= 0:
+                chunk = await body.receive_body()
+                if not chunk:
+                    return True
+                remaining -= len(chunk)
+        except (HTTPError, ClientDisconnected):
+            return False
+        return False
+
+    async def _take_over(self, takeover: Takeover, request: Request, body: _Body) -> None:
+        # The request (and any body) must be complete so that h11's buffer holds
+        # exactly the bytes sent after it.
+        if not body.done and not await self._drain(body):
+            await self._send_error(413, "Request body too large before a takeover")
+            return
+        body.owner = None
+        prefetched, _ = self.h11.trailing_data
+        stream = self.stream
+        try:
+            await takeover.take_over(stream, bytes(prefetched), request)
+        except Exception:
+            logger.exception("takeover for %s %s failed", request.method, request.target)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    def _log_access(self, request: Request, status: int, size: int, started: float) -> None:
+        client = self.conn.client
+        peer = f"{client[0]}:{client[1]}" if isinstance(client, tuple) else (client or "-")
+        access_logger.info(
+            '%s "%s %s HTTP/%s" %d %d %.1fms',
+            peer,
+            request.method,
+            request.target,
+            request.http_version,
+            status,
+            size,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+async def serve_http_connection(
+    conn: Connection, app: Handler, config: HTTPConfig | None = None
+) -> None:
+    """Serve HTTP/1.1 on *conn* with *app* until the connection ends.
+
+    Keep-alive, pipelining (answered in order), HTTP/1.0, ``Expect:
+    100-continue`` (100 sent when the handler first reads the body), HEAD,
+    timeouts and limits from *config*. Returns when the peer closes, a limit or
+    timeout ends the connection, graceful shutdown closes it, or a takeover
+    finishes. The stream is closed by whoever owns it (the server), except after
+    a takeover, which closes it itself.
+    """
+    await _HTTPConnection(conn, app, config or HTTPConfig()).run()

@@ -1,0 +1,162 @@
+"""Responses: a status, headers, and a body given as bytes or streamed."""
+
+from __future__ import annotations
+
+import json as _json
+import mimetypes
+import os
+from collections.abc import AsyncIterable, AsyncIterator
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, final
+from urllib.parse import quote
+
+import trio
+
+from ._headers import Headers, HeadersLike
+
+__all__ = ["Response", "reason_phrase"]
+
+_FILE_CHUNK = 64 * 1024
+
+
+def reason_phrase(status: int) -> str:
+    """The standard reason phrase for *status* (``""`` when unknown)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+@final
+class Response:
+    """An HTTP response.
+
+    *body* is either ``bytes`` (sent with ``Content-Length``) or an async
+    iterable of ``bytes`` chunks, streamed as the handler produces them:
+    with ``Transfer-Encoding: chunked`` when no ``Content-Length`` header is
+    given (for HTTP/1.0 clients, by closing the connection at the end). An
+    iterable with an ``aclose`` method is closed when the response ends,
+    however it ends. For ``HEAD`` requests the headers are sent and the body is
+    not.
+    """
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self,
+        body: bytes | AsyncIterable[bytes] = b"",
+        *,
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        if not 200 <= status <= 999:
+            raise ValueError(f"invalid final status {status} (the server sends 1xx itself)")
+        self.status = status
+        if headers is None:
+            # The common case, kept cheap: no copying, no searching.
+            self.headers = Headers.from_raw(
+                [] if content_type is None else [(b"content-type", content_type.encode("latin-1"))]
+            )
+        else:
+            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+            if content_type is not None:
+                self.headers.set("content-type", content_type)
+        self.body = body
+
+    # Helpers -----------------------------------------------------------------
+
+    @classmethod
+    def text(cls, text: str, *, status: int = 200, headers: HeadersLike | None = None) -> Response:
+        """A ``text/plain; charset=utf-8`` response."""
+        return cls(
+            text.encode(), status=status, headers=headers, content_type="text/plain; charset=utf-8"
+        )
+
+    @classmethod
+    def html(cls, html: str, *, status: int = 200, headers: HeadersLike | None = None) -> Response:
+        """A ``text/html; charset=utf-8`` response."""
+        return cls(
+            html.encode(), status=status, headers=headers, content_type="text/html; charset=utf-8"
+        )
+
+    @classmethod
+    def json(
+        cls,
+        data: Any,
+        *,
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        indent: int | None = None,
+    ) -> Response:
+        """*data* serialised as compact UTF-8 JSON (``application/json``)."""
+        separators = (",", ":") if indent is None else None
+        body = _json.dumps(data, ensure_ascii=False, indent=indent, separators=separators)
+        return cls(body.encode(), status=status, headers=headers, content_type="application/json")
+
+    @classmethod
+    def redirect(
+        cls, location: str, *, status: int = 307, headers: HeadersLike | None = None
+    ) -> Response:
+        """A redirect to *location* (307 by default: the method and body are kept)."""
+        if status not in (301, 302, 303, 307, 308):
+            raise ValueError(f"{status} is not a redirect status")
+        response = cls(status=status, headers=headers)
+        response.headers.set("location", quote(location, safe=":/%#?=@[]!$&'()*+,;~"))
+        return response
+
+    @classmethod
+    def stream(
+        cls,
+        chunks: AsyncIterable[bytes],
+        *,
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        content_type: str | None = None,
+    ) -> Response:
+        """A streamed response (same as passing an async iterable as *body*)."""
+        return cls(chunks, status=status, headers=headers, content_type=content_type)
+
+    @classmethod
+    async def file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        status: int = 200,
+        headers: HeadersLike | None = None,
+        content_type: str | None = None,
+        filename: str | None = None,
+    ) -> Response:
+        """Stream a file from disk in chunks, with ``Content-Length``, ``Content-Type``
+        (guessed from the name) and ``Last-Modified``.
+
+        *filename* adds ``Content-Disposition: attachment``. A missing file raises
+        :class:`FileNotFoundError`; the file is opened when the body is sent.
+        """
+        fspath = os.fspath(path)
+        st = await trio.Path(fspath).stat()
+        if content_type is None:
+            guessed, _ = mimetypes.guess_type(fspath)
+            content_type = guessed or "application/octet-stream"
+            if content_type.startswith("text/"):
+                content_type += "; charset=utf-8"
+        response = cls(
+            _file_chunks(fspath), status=status, headers=headers, content_type=content_type
+        )
+        response.headers.set("content-length", str(st.st_size))
+        response.headers.setdefault("last-modified", formatdate(st.st_mtime, usegmt=True))
+        if filename is not None:
+            response.headers.set(
+                "content-disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
+            )
+        return response
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+async def _file_chunks(path: str) -> AsyncIterator[bytes]:
+    async with await trio.open_file(path, "rb") as f:
+        while chunk := await f.read(_FILE_CHUNK):
+            yield chunk

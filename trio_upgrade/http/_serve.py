@@ -1,0 +1,125 @@
+"""Serve an HTTP application on listeners: ``serve`` (async) and ``run`` (blocking)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import ssl
+from collections.abc import Sequence
+
+import trio
+
+from ..core import Bind, Connection, Server, open_listeners, run_until_signal
+from ._config import HTTPConfig
+from ._connection import serve_http_connection
+from ._router import Handler
+
+__all__ = ["create_server", "run", "serve"]
+
+logger = logging.getLogger("trio_upgrade")
+
+
+async def create_server(
+    app: Handler,
+    *binds: str | Bind,
+    config: HTTPConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = 1000,
+    grace_period: float = 10.0,
+    unix_mode: int | None = None,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = (),
+) -> Server:
+    """Open listeners for *binds* and return a :class:`~trio_upgrade.core.Server`
+    serving *app* on them (not yet running: ``await nursery.start(server.serve)``)."""
+    config = config or HTTPConfig()
+    opened = list(listeners)
+    if binds:
+        opened += await open_listeners(*binds, ssl_context=ssl_context, unix_mode=unix_mode)
+    if not opened:
+        raise ValueError("nothing to listen on: give at least one bind or listener")
+
+    async def handle(conn: Connection) -> None:
+        await serve_http_connection(conn, app, config)
+
+    return Server(handle, opened, max_connections=max_connections, grace_period=grace_period)
+
+
+async def serve(
+    app: Handler,
+    *binds: str | Bind,
+    config: HTTPConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = 1000,
+    grace_period: float = 10.0,
+    unix_mode: int | None = None,
+    listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = (),
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve *app* (a Router, an App, or any ``async def app(request)``) on *binds*.
+
+    Follows the :func:`trio.serve_listeners` contract: with
+    ``server = await nursery.start(serve, app, "127.0.0.1:0")`` it returns once
+    listening, and ``server.addresses`` tells the bound ports. Runs until
+    cancelled or ``await server.aclose()``; both shut down gracefully (stop
+    accepting, close idle keep-alive connections, let requests in flight finish
+    within *grace_period* seconds, then cancel the rest).
+    """
+    server = await create_server(
+        app,
+        *binds,
+        config=config,
+        ssl_context=ssl_context,
+        max_connections=max_connections,
+        grace_period=grace_period,
+        unix_mode=unix_mode,
+        listeners=listeners,
+    )
+    await server.serve(task_status=task_status)
+
+
+def run(
+    app: Handler,
+    bind: str | Sequence[str] = "127.0.0.1:8000",
+    *,
+    config: HTTPConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int = 1000,
+    grace_period: float = 10.0,
+    unix_mode: int | None = None,
+    log_level: int | None = logging.INFO,
+) -> None:
+    """Run *app* until SIGINT or SIGTERM, then shut down gracefully. Blocks.
+
+    Sets up basic logging at *log_level* when the program has configured none.
+    """
+    if log_level is not None and not logging.getLogger().handlers:
+        logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(message)s")
+    binds = [bind] if isinstance(bind, str) else list(bind)
+
+    async def main() -> None:
+        server = await create_server(
+            app,
+            *binds,
+            config=config,
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            grace_period=grace_period,
+            unix_mode=unix_mode,
+        )
+        scheme = "https" if ssl_context is not None else "http"
+        for address in server.addresses:
+            logger.info("serving on %s", _url(scheme, address))
+        await run_until_signal(server)
+        logger.info("stopped")
+
+    trio.run(main)
+
+
+@functools.cache
+def _url(scheme: str, address: tuple[str, int] | str) -> str:
+    if isinstance(address, str):
+        return f"unix:{address}"
+    host, port = address
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}/"
