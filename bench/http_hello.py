@@ -1,0 +1,257 @@
+"""HTTP hello-world: our server against the minimal trio + h11 loop, hypercorn (Trio) and uvicorn.
+
+Each server runs in its own process on 127.0.0.1 and answers ``GET /`` with
+"Hello, world!"; ``wrk`` drives it from another process. The server's CPU
+time comes from ``/proc/<pid>/stat`` around the measured run, so CPU per
+request is the server's alone. Servers:
+
+- ``ours``: ``trio_upgrade.http`` with a ``Router``, one route and one
+  pass-through middleware in the path (``bench/servers/ours_http.py``);
+- ``minimal``: a bare trio + h11 keep-alive loop, the ceiling for this stack
+  (``bench/servers/min_h11.py``);
+- ``hypercorn``: hypercorn's Trio worker serving a tiny ASGI app;
+- ``uvicorn``: uvicorn with default settings serving the same ASGI app
+  (httptools/uvloop if installed; the output says which).
+
+None of them writes an access log. Before measuring, each server is checked:
+two keep-alive requests to ``/`` must answer 200 "Hello, world!" and ``/nope``
+must answer 404, so a broken server cannot look fast.
+
+Usage (from the repository root; ``bench/setup`` installs wrk and the peers)::
+
+    .venv/bin/python bench/http_hello.py                      # all servers, wrk -t1 -c50 -d5s
+    .venv/bin/python bench/http_hello.py --servers ours,minimal --duration 3
+    .venv/bin/python bench/http_hello.py --repeat 3 --json results.json
+
+``--repeat N`` runs the servers round-robin N times and reports medians. The
+target (from the HTTP issue): ours >= 0.85x the minimal loop's req/s and
+>= 1.1x uvicorn's, with routing and one middleware in the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import sys
+from dataclasses import dataclass
+
+from _harness import (
+    HOST,
+    Column,
+    RunLog,
+    ServerFailed,
+    ServerProcess,
+    ServerUnavailable,
+    format_table,
+    machine_description,
+    median,
+    parse_csv_list,
+    raise_nofile_limit,
+    ratio,
+    run_wrk,
+    write_json,
+)
+
+# name -> (script in bench/servers, description)
+SERVERS: dict[str, tuple[str, str]] = {
+    "ours": ("ours_http.py", "trio_upgrade.http (Router + 1 middleware)"),
+    "minimal": ("min_h11.py", "minimal trio + h11 loop"),
+    "hypercorn": ("hypercorn_trio.py", "hypercorn, Trio worker"),
+    "uvicorn": ("uvicorn_http.py", "uvicorn"),
+}
+BASELINES = ("minimal", "uvicorn")
+TARGETS = {"minimal": 0.85, "uvicorn": 1.1}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measured wrk run against one server."""
+
+    requests: int
+    seconds: float
+    requests_per_second: float
+    server_cpu_seconds: float
+    rss_kib: int
+    socket_errors: int
+    bad_responses: int
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_seconds / max(self.requests, 1) * 1e6
+
+
+class VerifyError(Exception):
+    """The server answered something other than the expected hello world."""
+
+
+def verify(port: int) -> None:
+    """Two keep-alive requests to ``/`` and one to ``/nope`` on one connection."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=5)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200 or body != b"Hello, world!":
+                raise VerifyError(f"GET / answered {response.status} {body[:80]!r}")
+            if response.will_close:
+                raise VerifyError("GET / did not keep the connection alive")
+        conn.request("GET", "/nope")
+        response = conn.getresponse()
+        response.read()
+        if response.status != 404:
+            raise VerifyError(f"GET /nope answered {response.status}, expected 404")
+    finally:
+        conn.close()
+
+
+def measure(name: str, args: argparse.Namespace, log: RunLog) -> Sample:
+    script, _ = SERVERS[name]
+    with ServerProcess(name, script) as server:
+        verify(server.port)
+        url = server.url()
+        if args.warmup > 0:
+            run_wrk(url, threads=args.threads, connections=args.connections, duration=args.warmup)
+        cpu_before = server.cpu()
+        result = run_wrk(
+            url, threads=args.threads, connections=args.connections, duration=args.duration
+        )
+        cpu = server.cpu() - cpu_before
+        sample = Sample(
+            requests=result.requests,
+            seconds=result.seconds,
+            requests_per_second=result.requests_per_second,
+            server_cpu_seconds=cpu,
+            rss_kib=server.rss(),
+            socket_errors=result.socket_errors,
+            bad_responses=result.bad_responses,
+        )
+        verify(server.port)  # still healthy after the load
+    log(
+        f"  {name}: {sample.requests_per_second:,.0f} req/s, "
+        f"{sample.cpu_us_per_request:.1f} us CPU/req"
+        + (f", {sample.socket_errors} socket errors" if sample.socket_errors else "")
+        + (f", {sample.bad_responses} bad responses" if sample.bad_responses else "")
+    )
+    return sample
+
+
+def uvicorn_flavour() -> str:
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http} + {loop}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--servers", default="all", help=f"comma list of {', '.join(SERVERS)}")
+    parser.add_argument("--duration", type=int, default=5, help="wrk -d seconds (5)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk -c (50)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk -t (1)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="unmeasured wrk seconds, 0 = none (1)"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; medians reported (1)")
+    parser.add_argument("--json", metavar="PATH", help="also write results as JSON (- = stdout)")
+    args = parser.parse_args(argv)
+    names = parse_csv_list(args.servers, list(SERVERS), "servers")
+    log = RunLog()
+    raise_nofile_limit()
+    machine = machine_description()
+    log(
+        f"http_hello: wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
+        f"{args.repeat} round(s), servers: {', '.join(names)}"
+    )
+
+    samples: dict[str, list[Sample]] = {name: [] for name in names}
+    status: dict[str, str] = {}
+    for round_no in range(args.repeat):
+        log(f"round {round_no + 1}/{args.repeat}")
+        for name in names:
+            if name in status:
+                continue  # unavailable or failed once: do not retry every round
+            try:
+                samples[name].append(measure(name, args, log))
+            except ServerUnavailable as exc:
+                status[name] = str(exc)
+                log(f"  {name}: {exc}")
+            except (ServerFailed, VerifyError, OSError, RuntimeError, ValueError) as exc:
+                status[name] = f"failed: {exc}"
+                log(f"  {name}: FAILED: {exc}")
+
+    rps = {n: median(s.requests_per_second for s in v) for n, v in samples.items() if v}
+    cpu_req = {n: median(s.cpu_us_per_request for s in v) for n, v in samples.items() if v}
+    rows: list[list[object]] = []
+    for name in names:
+        label = SERVERS[name][1] + (f" ({uvicorn_flavour()})" if name == "uvicorn" else "")
+        runs = samples[name]
+        if not runs:
+            rows.append([name, label, None, None, None, None, None, None, status.get(name, "")])
+            continue
+        errors = sum(s.socket_errors + s.bad_responses for s in runs)
+        rows.append(
+            [
+                name,
+                label,
+                rps[name],
+                ratio(rps[name], rps.get("minimal")),
+                ratio(rps[name], rps.get("uvicorn")),
+                cpu_req[name],
+                ratio(cpu_req[name], cpu_req.get("minimal")),
+                max(s.rss_kib for s in runs) / 1024,
+                f"{errors} errors" if errors else "",
+            ]
+        )
+    columns = [
+        Column("server", left=True),
+        Column("what", left=True),
+        Column("req/s", "{:,.0f}"),
+        Column("x minimal", "{:.2f}"),
+        Column("x uvicorn", "{:.2f}"),
+        Column("CPU us/req", "{:.1f}"),
+        Column("CPU/req x minimal", "{:.2f}"),
+        Column("RSS MiB", "{:.1f}"),
+        Column("note", left=True),
+    ]
+    notes = [
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
+        f"median of {args.repeat} round(s); {machine['cores']} cores ({machine['cpu']}), "
+        f"load average before {machine['loadavg_before'][0]:.2f}.",
+    ]
+    verdicts = target_verdicts(rps)
+    notes += verdicts
+    print(format_table("HTTP hello world", columns, rows, notes))
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "benchmark": "http_hello",
+                "machine": machine,
+                "settings": vars(args),
+                "samples": {n: list(v) for n, v in samples.items()},
+                "status": status,
+                "median_requests_per_second": rps,
+                "median_cpu_us_per_request": cpu_req,
+                "targets": verdicts,
+            },
+        )
+    return 0
+
+
+def target_verdicts(rps: dict[str, float]) -> list[str]:
+    if "ours" not in rps:
+        return ["Target not evaluated: ours did not run."]
+    out = []
+    for baseline, wanted in TARGETS.items():
+        got = ratio(rps["ours"], rps.get(baseline))
+        if got is None:
+            out.append(f"Target ours >= {wanted}x {baseline}: not evaluated ({baseline} missing).")
+        else:
+            verdict = "met" if got >= wanted else "MISSED"
+            out.append(f"Target ours >= {wanted}x {baseline} req/s: {got:.2f}x, {verdict}.")
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
