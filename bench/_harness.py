@@ -23,10 +23,12 @@ Nothing here sends traffic anywhere but 127.0.0.1, and every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -45,6 +47,7 @@ __all__ = [
     "EXIT_UNAVAILABLE",
     "Column",
     "HOST",
+    "LineProcess",
     "REPO_DIR",
     "SERVERS_DIR",
     "ServerFailed",
@@ -486,3 +489,80 @@ class RunLog:
         self.lines.append(message)
         if not self.quiet:
             print(message, file=sys.stderr, flush=True)
+
+
+# --- load generators that talk in JSON lines -------------------------------------
+
+
+@final
+class LineProcess:
+    """A load generator in its own process that prints one JSON object per line.
+
+    :meth:`event` waits (bounded) for the next line; :meth:`send` writes a
+    line to its stdin. Its stderr goes to a file, shown if it fails.
+    """
+
+    def __init__(self, cmd: Sequence[str]) -> None:
+        self._stderr = tempfile.TemporaryFile(prefix="bench-client-")  # noqa: SIM115 closed in close()
+        self.proc = subprocess.Popen(
+            list(cmd),
+            cwd=REPO_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._buffer = b""
+
+    def event(self, timeout: float) -> dict[str, Any]:
+        """The next JSON line; raises RuntimeError on error events, EOF or timeout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"load generator gave no answer within {timeout:g} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.proc.wait(5)
+                raise RuntimeError(
+                    f"load generator exited ({self.proc.returncode}): {_tail(self.stderr())}"
+                )
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        event: dict[str, Any] = json.loads(line)
+        if event.get("event") == "error":
+            raise RuntimeError(f"load generator: {event.get('error')}")
+        return event
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def stderr(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait for the process to exit (killing it after ``timeout``)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> LineProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -17,7 +17,7 @@ try:
 
     from trio_upgrade.http import Request, Response, Router, serve
 except ImportError as exc:
-    unavailable(f"trio_upgrade.http is not importable yet ({exc})")
+    unavailable(f"trio_upgrade.http is not importable yet ({type(exc).__name__})")
 
 
 def make_router() -> Router:
