@@ -247,6 +247,10 @@ class Router:
             if router is not None:
                 try:
                     return prefix + router.url_path_for(name, **params)
+                except KeyError:
+                    # The route exists but a parameter is missing: say so, don't
+                    # report it as unknown (KeyError is a LookupError too).
+                    raise
                 except LookupError:
                     continue
         raise LookupError(f"no route named {name!r}")
