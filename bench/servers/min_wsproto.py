@@ -30,7 +30,7 @@ RECEIVE_SIZE = 256 * 1024
 
 async def handle(stream: trio.SocketStream) -> None:
     ws = WSConnection(ConnectionType.SERVER)
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     text_parts: list[str] = []
     try:
         while True:

@@ -8,14 +8,13 @@ Until ``trio_upgrade.http`` exists the script exits as unavailable.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 
 from _common import HOST, parse_port, trio_wait_for_signal, unavailable
 
 try:
     import trio
 
-    from trio_upgrade.http import Request, Response, Router, serve
+    from trio_upgrade.http import Handler, Request, Response, Router, Takeover, serve
 except ImportError as exc:
     unavailable(f"trio_upgrade.http is not importable yet ({type(exc).__name__})")
 
@@ -27,9 +26,7 @@ def make_router() -> Router:
     async def hello(request: Request) -> Response:
         return Response.text("Hello, world!")
 
-    async def passthrough(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    async def passthrough(request: Request, call_next: Handler) -> Response | Takeover:
         return await call_next(request)
 
     router.add_middleware(passthrough)
