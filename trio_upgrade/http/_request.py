@@ -111,6 +111,15 @@ class RequestBody:
         if self._consumed:
             raise RuntimeError("the request body was already consumed")
         self._consumed = True
+        limit = request.max_body_size
+        if limit is not None:
+            # A declared length past the limit fails before the first read, so a
+            # client waiting for "100 Continue" gets 413 instead and never sends
+            # the body (RFC 9110 §10.1.1).
+            declared = request.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await trio.lowlevel.checkpoint()
+                raise RequestBodyTooLarge(limit)
         while True:
             chunk = await request._source.receive_body()
             if not chunk:
