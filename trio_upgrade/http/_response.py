@@ -136,7 +136,9 @@ class Response:
         """
         fspath = os.fspath(path)
         st = await trio.Path(fspath).stat()
-        if content_type is None:
+        if headers is not None and not isinstance(headers, Headers):
+            headers = Headers(headers)  # once: *headers* may be a one-shot iterator
+        if content_type is None and (headers is None or "content-type" not in headers):
             guessed, _ = mimetypes.guess_type(fspath)
             content_type = guessed or "application/octet-stream"
             if content_type.startswith("text/"):
