@@ -45,6 +45,7 @@ from typing import IO, Any, final
 __all__ = [
     "BENCH_DIR",
     "EXIT_UNAVAILABLE",
+    "PROFILE_HELP",
     "Column",
     "HOST",
     "LineProcess",
@@ -61,6 +62,7 @@ __all__ = [
     "parse_csv_list",
     "parse_proc_stat_cpu_ticks",
     "parse_wrk",
+    "profile_path",
     "raise_nofile_limit",
     "RunLog",
     "machine_description",
@@ -189,10 +191,14 @@ class ServerProcess:
         script: str,
         *,
         args: Sequence[str] = (),
+        profile: str | None = None,
         start_timeout: float = 20.0,
         stop_timeout: float = 10.0,
     ) -> None:
         self.name = name
+        # Path for a cProfile dump of the whole server run (written when it
+        # exits on SIGTERM); profiling slows the server, so not for figures.
+        self.profile = profile
         self.script = SERVERS_DIR / script
         self.port = free_port()
         self.args = list(args)
@@ -214,7 +220,8 @@ class ServerProcess:
     def start(self) -> None:
         # Closed in stop(): it outlives this method, so no `with` block here.
         self._log = tempfile.TemporaryFile(prefix=f"bench-{self.name}-")  # noqa: SIM115
-        cmd = [sys.executable, str(self.script), "--port", str(self.port), *self.args]
+        profiler = ["-m", "cProfile", "-o", self.profile] if self.profile else []
+        cmd = [sys.executable, *profiler, str(self.script), "--port", str(self.port), *self.args]
         self.proc = subprocess.Popen(
             cmd,
             cwd=REPO_DIR,
@@ -441,6 +448,17 @@ def format_table(
         out.append("")
         out += list(notes)
     return "\n".join(out) + "\n"
+
+
+PROFILE_HELP = "run servers under cProfile, writing DIR/<server>-<workload>.prof"
+
+
+def profile_path(directory: str | None, server: str, workload: str) -> str | None:
+    """Where a server's cProfile dump goes, or None when not profiling."""
+    if directory is None:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return str(Path(directory).resolve() / f"{server}-{workload}.prof")
 
 
 def write_json(path: str, payload: Any) -> None:

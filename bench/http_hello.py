@@ -23,6 +23,9 @@ Usage (from the repository root; ``bench/setup`` installs wrk and the peers)::
     .venv/bin/python bench/http_hello.py --servers ours,minimal --duration 3
     .venv/bin/python bench/http_hello.py --repeat 3 --json results.json
 
+``--profile DIR`` runs the servers under cProfile and leaves one
+``<server>-http_hello.prof`` per server in DIR (read it with ``python -m pstats``);
+profiled figures are slower and only good for finding where the time goes.
 ``--repeat N`` runs the servers round-robin N times and reports medians. The
 target (from the HTTP issue): ours >= 0.85x the minimal loop's req/s and
 >= 1.1x uvicorn's, with routing and one middleware in the path.
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 
 from _harness import (
     HOST,
+    PROFILE_HELP,
     Column,
     RunLog,
     ServerFailed,
@@ -47,6 +51,7 @@ from _harness import (
     machine_description,
     median,
     parse_csv_list,
+    profile_path,
     raise_nofile_limit,
     ratio,
     run_wrk,
@@ -108,7 +113,8 @@ def verify(port: int) -> None:
 
 def measure(name: str, args: argparse.Namespace, log: RunLog) -> Sample:
     script, _ = SERVERS[name]
-    with ServerProcess(name, script) as server:
+    profile = profile_path(args.profile, name, "http_hello")
+    with ServerProcess(name, script, profile=profile) as server:
         verify(server.port)
         url = server.url()
         if args.warmup > 0:
@@ -154,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds; medians reported (1)")
     parser.add_argument("--json", metavar="PATH", help="also write results as JSON (- = stdout)")
+    parser.add_argument("--profile", metavar="DIR", help=PROFILE_HELP)
     args = parser.parse_args(argv)
     names = parse_csv_list(args.servers, list(SERVERS), "servers")
     log = RunLog()

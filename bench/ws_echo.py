@@ -28,8 +28,11 @@ Usage (from the repository root; ``bench/setup`` installs the peers)::
     .venv/bin/python bench/ws_echo.py --repeat 3 --json ws.json
 
 ``--scale`` multiplies the message counts (``small``, ``large``) for quick
-iteration; ``--idle-connections`` changes the 3000. ``--repeat N`` runs the
-servers round-robin N times per workload and reports medians. Targets (from the
+iteration; ``--idle-connections`` changes the 3000. ``--profile DIR`` runs the
+servers under cProfile and leaves ``<server>-<workload>.prof`` files in DIR
+(``python -m pstats``; profiled figures are only good for finding hot spots).
+``--repeat N`` runs the servers round-robin N times per workload and reports
+medians. Targets (from the
 WebSocket issue): small messages <= 1.15x the minimal loop's CPU; large
 messages at or below websockets.trio's CPU; <= 12 KiB per idle connection.
 """
@@ -43,6 +46,7 @@ from dataclasses import dataclass, replace
 
 from _harness import (
     BENCH_DIR,
+    PROFILE_HELP,
     Column,
     LineProcess,
     RunLog,
@@ -53,6 +57,7 @@ from _harness import (
     machine_description,
     median,
     parse_csv_list,
+    profile_path,
     raise_nofile_limit,
     ratio,
     write_json,
@@ -168,7 +173,8 @@ def measure(
     name: str, w: Workload, args: argparse.Namespace, log: RunLog
 ) -> EchoSample | IdleSample:
     script, _ = SERVERS[name]
-    with ServerProcess(name, script) as server:
+    profile = profile_path(args.profile, name, w.name)
+    with ServerProcess(name, script, profile=profile) as server:
         run_echo(server, WARMUP, args.timeout)
         sample = run_idle(server, w, args.timeout) if w.idle else run_echo(server, w, args.timeout)
         server.check_alive()
@@ -322,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds; medians reported (1)")
     parser.add_argument("--timeout", type=float, default=300.0, help="per client phase, s")
     parser.add_argument("--json", metavar="PATH", help="also write results as JSON (- = stdout)")
+    parser.add_argument("--profile", metavar="DIR", help=PROFILE_HELP)
     args = parser.parse_args(argv)
     names = parse_csv_list(args.servers, list(SERVERS), "servers")
     workloads = [
