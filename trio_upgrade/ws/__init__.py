@@ -1,0 +1,77 @@
+"""Layer 1: WebSocket sessions on wsproto, a standalone server and a client.
+
+Imports :mod:`trio_upgrade.core`, trio and wsproto only (never the HTTP layer).
+
+- :func:`websocket_session`: run a session over a stream after a handshake done
+  elsewhere (the bridge); :func:`serve_websocket` and :func:`open_websocket` do
+  their own handshake.
+- :class:`WebSocket`: ``receive``, ``async for``, ``send``, ``send_fragments``,
+  ``receive_chunks``, ``ping``, ``aclose``.
+- Sans-I/O handshake helpers: :func:`validate_request`, :func:`accept`,
+  :func:`response_head`, :func:`rejection_response`.
+"""
+
+from __future__ import annotations
+
+from ._client import open_websocket
+from ._config import Deflate, WebSocketConfig
+from ._errors import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    HandshakeError,
+    HandshakeRejected,
+    WebSocketError,
+)
+from ._handshake import (
+    Accepted,
+    ClientOffer,
+    HeadError,
+    Rejection,
+    accept,
+    accept_key,
+    check_response,
+    client_request,
+    parse_request_head,
+    parse_response_head,
+    rejection_response,
+    response_head,
+    validate_request,
+)
+from ._request import HandshakeRequest
+from ._server import Accept, HandshakeHook, Reject, WebSocketHandler, serve_websocket
+from ._session import MessageChunks, WebSocket, websocket_session
+
+__all__ = [
+    "Accept",
+    "Accepted",
+    "ClientOffer",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
+    "Deflate",
+    "HandshakeError",
+    "HandshakeHook",
+    "HandshakeRejected",
+    "HandshakeRequest",
+    "HeadError",
+    "MessageChunks",
+    "Reject",
+    "Rejection",
+    "WebSocket",
+    "WebSocketConfig",
+    "WebSocketError",
+    "WebSocketHandler",
+    "accept",
+    "accept_key",
+    "check_response",
+    "client_request",
+    "open_websocket",
+    "parse_request_head",
+    "parse_response_head",
+    "rejection_response",
+    "response_head",
+    "serve_websocket",
+    "validate_request",
+    "websocket_session",
+]

@@ -1,0 +1,189 @@
+"""The standalone WebSocket server: core listeners, our own handshake, a session per connection."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+from ..core import Bind, Connection, Server, open_listeners
+from ._config import WebSocketConfig
+from ._errors import ConnectionClosed
+from ._handshake import (
+    Accepted,
+    ClientOffer,
+    HeadError,
+    Rejection,
+    accept,
+    parse_request_head,
+    rejection_response,
+    response_head,
+    validate_request,
+)
+from ._request import HandshakeRequest
+from ._session import WebSocket, open_session
+from ._wire import read_head
+
+__all__ = ["Accept", "HandshakeHook", "Reject", "WebSocketHandler", "serve_websocket"]
+
+logger = logging.getLogger("trio_upgrade.ws")
+
+HeaderPairs = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """A handshake hook's yes: the subprotocol to use (one the client offered) and extra headers."""
+
+    subprotocol: str | None = None
+    headers: HeaderPairs = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A handshake hook's no: the response to send instead of 101 (then the connection closes)."""
+
+    status: int = 403
+    headers: HeaderPairs = ()
+    body: bytes = b""
+
+
+WebSocketHandler = Callable[[WebSocket], Awaitable[object]]
+HandshakeHook = Callable[[HandshakeRequest], Awaitable[Accept | Reject]]
+
+_DEFAULT_CONFIG = WebSocketConfig()
+
+
+async def serve_websocket(
+    handler: WebSocketHandler,
+    *binds: str | Bind,
+    ssl_context: ssl.SSLContext | None = None,
+    handshake: HandshakeHook | None = None,
+    config: WebSocketConfig = _DEFAULT_CONFIG,
+    max_connections: int = 1000,
+    grace_period: float = 10.0,
+    handshake_timeout: float = 10.0,
+    max_head_size: int = 16 * 1024,
+    unix_mode: int | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket sessions on *binds* until cancelled, then shut down gracefully.
+
+    Every connection does its own opening handshake (RFC 6455 §4.2), within
+    *handshake_timeout* seconds. A request that is not a valid handshake gets
+    400 (426 for a wrong ``Sec-WebSocket-Version``); otherwise *handshake*, if
+    given, sees the :class:`HandshakeRequest` and returns :class:`Accept`
+    (subprotocol, extra headers) or :class:`Reject` (any status, headers and
+    body). Then ``await handler(ws)`` runs; when it returns the session closes
+    with 1000 (1011 if it raised; a :class:`ConnectionClosed` escaping the handler
+    is not an error).
+
+    ``nursery.start(serve_websocket, ...)`` returns the core
+    :class:`~trio_upgrade.core.Server` once listening (``server.addresses``).
+    Shutdown (cancelling, or ``await server.aclose()``) stops accepting, closes
+    open sessions with 1001 and waits for them up to *grace_period* seconds.
+    """
+    listeners = await open_listeners(*binds, ssl_context=ssl_context, unix_mode=unix_mode)
+
+    async def on_connection(conn: Connection) -> None:
+        await _serve_connection(
+            conn,
+            handler,
+            handshake=handshake,
+            config=config,
+            handshake_timeout=handshake_timeout,
+            max_head_size=max_head_size,
+        )
+
+    server = Server(
+        on_connection, listeners, max_connections=max_connections, grace_period=grace_period
+    )
+    await server.serve(task_status=task_status)
+
+
+async def _serve_connection(
+    conn: Connection,
+    handler: WebSocketHandler,
+    *,
+    handshake: HandshakeHook | None,
+    config: WebSocketConfig,
+    handshake_timeout: float,
+    max_head_size: int,
+) -> None:
+    stream = conn.stream
+    opened: tuple[HandshakeRequest, bytes, Accepted] | None = None
+    with trio.move_on_after(handshake_timeout):
+        try:
+            opened = await _handshake(conn, handshake, config, max_head_size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+    if opened is None:
+        return
+    request, prefetched, accepted = opened
+    try:
+        async with open_session(
+            stream,
+            client=False,
+            prefetched=prefetched,
+            request=request,
+            subprotocol=accepted.subprotocol,
+            extensions=accepted.extensions,
+            config=config,
+            shutdown=conn.shutdown,
+        ) as ws:
+            await handler(ws)
+    except ConnectionClosed:
+        pass
+
+
+async def _handshake(
+    conn: Connection,
+    hook: HandshakeHook | None,
+    config: WebSocketConfig,
+    max_head_size: int,
+) -> tuple[HandshakeRequest, bytes, Accepted] | None:
+    stream = conn.stream
+    try:
+        got = await read_head(stream, max_head_size)
+        if got is None:
+            return None
+        head, rest = got
+        method, target, version, headers = parse_request_head(head)
+    except HeadError as exc:
+        await stream.send_all(rejection_response(exc.status, body=f"{exc}\n".encode()))
+        return None
+    checked: ClientOffer | Rejection = validate_request(method, headers, http_version=version)
+    if isinstance(checked, Rejection):
+        await stream.send_all(
+            rejection_response(checked.status, checked.headers, f"{checked.reason}\n".encode())
+        )
+        return None
+    request = HandshakeRequest(
+        path=target,
+        headers=tuple(headers),
+        client=conn.client,
+        server=conn.server,
+        method=method,
+    )
+    decision: Accept | Reject = Accept() if hook is None else await hook(request)
+    if isinstance(decision, Reject):
+        await stream.send_all(
+            rejection_response(decision.status, list(decision.headers), decision.body)
+        )
+        return None
+    try:
+        result = accept(
+            checked,
+            subprotocol=decision.subprotocol,
+            config=config,
+            extra_headers=decision.headers,
+        )
+    except ValueError:
+        logger.exception("handshake hook returned an invalid Accept")
+        await stream.send_all(rejection_response(500, body=b"internal error\n"))
+        return None
+    await stream.send_all(response_head(101, result.headers))
+    return request, rest, result

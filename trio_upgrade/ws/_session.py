@@ -1,0 +1,788 @@
+"""One WebSocket session over a trio stream: a reader task, a writer task, the application.
+
+::
+
+    stream ─► reader task ─► wsproto ─► receive channel ─► ws.receive() (application)
+    stream ◄─ writer task ◄─ send channel ◄─ wsproto ◄──── ws.send()    (application)
+                          ▲
+              pongs, Close replies (reader), keepalive pings (watchdog task)
+
+The reader is the only task that calls ``receive_some``; the writer the only
+one that calls ``send_all``. The writer drains everything queued and writes it
+with one ``send_all``; the reader hands every event parsed from one read to
+the application before it reads again. Framing happens in the task that sends
+(the application's, for messages), so the writer only moves bytes.
+
+Backpressure: the receive channel holds at most ``receive_queue`` items, after
+which the reader stops reading and the peer's TCP window closes; outgoing bytes
+not yet written are counted, and above ``send_buffer`` the sender (application
+or reader) waits for the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import final
+
+import trio
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.extensions import Extension
+
+from ..core import Shutdown, current_connection
+from ._config import WebSocketConfig
+from ._errors import ConnectionClosed, closed_error
+from ._request import HandshakeRequest
+
+__all__ = ["MessageChunks", "WebSocket", "websocket_session"]
+
+_OPEN = ConnectionState.OPEN
+_REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
+_CLOSED = ConnectionState.CLOSED
+
+# The fast paths of receive()/send() are always cancel points but yield to the
+# scheduler only once per this many calls (see docs/websocket.md, "Scheduling").
+_SCHEDULE_MASK = 64 - 1
+
+_DEFAULT_CONFIG = WebSocketConfig()
+
+# How the reader stopped reading: how the stream must be wound down.
+_LOST = 0  # EOF or a broken stream without a Close handshake: just close
+_HANDSHAKE_DONE = 1  # Close frames went both ways
+_FAILED = 2  # we sent a Close because the peer broke the protocol or a limit
+
+
+@final
+class _Fragment:
+    """A piece of a message that did not arrive whole in one read."""
+
+    __slots__ = ("data", "last")
+
+    def __init__(self, data: str | bytes, last: bool) -> None:
+        self.data = data
+        self.last = last
+
+
+_Item = str | bytes | _Fragment
+
+
+@final
+class _PingWaiter:
+    __slots__ = ("event", "rtt", "sent")
+
+    def __init__(self, sent: float) -> None:
+        self.event = trio.Event()
+        self.sent = sent
+        self.rtt: float | None = None
+
+
+@final
+class WebSocket:
+    """An open WebSocket session (RFC 6455), server or client side.
+
+    Made by :func:`websocket_session`, :func:`serve_websocket` or
+    :func:`open_websocket`, never directly. Methods may be called from several
+    tasks of the session's owner; one message is never interleaved with another.
+
+    **Scheduling.** When a message is already queued, :meth:`receive` returns it
+    and :meth:`send` queues its frame without yielding to the scheduler, except
+    once every 64 calls; both are *always* cancel points. This keeps a busy
+    session from paying a context switch per message while a flooding peer
+    still cannot starve other tasks.
+    """
+
+    __slots__ = (
+        "_client",
+        "_close_code",
+        "_close_reason",
+        "_config",
+        "_conn",
+        "_done",
+        "_drained",
+        "_in_message",
+        "_msg_size",
+        "_ops",
+        "_pending",
+        "_pings",
+        "_recv_in",
+        "_recv_out",
+        "_send_in",
+        "_send_lock",
+        "_send_out",
+        "_stream",
+        "_writer_done",
+        "extensions",
+        "request",
+        "subprotocol",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: WSConnection,
+        *,
+        request: HandshakeRequest,
+        subprotocol: str | None,
+        extensions: tuple[str, ...],
+        config: WebSocketConfig,
+        client: bool,
+    ) -> None:
+        self._stream = stream
+        self._conn = conn
+        self._config = config
+        self._client = client
+        self.request = request
+        """The opening handshake request (on a client: the one we sent)."""
+        self.subprotocol = subprotocol
+        """The negotiated subprotocol, or ``None``."""
+        self.extensions = extensions
+        """Names of the negotiated extensions, e.g. ``("permessage-deflate",)``."""
+        self._recv_in, self._recv_out = trio.open_memory_channel[_Item](config.receive_queue)
+        # Unbounded in count on purpose: the bound is in bytes (_pending vs
+        # send_buffer), and close frames must be queued without waiting.
+        self._send_in, self._send_out = trio.open_memory_channel[bytes](math.inf)
+        # Outgoing bytes queued but not yet written by the writer.
+        self._pending = 0
+        # Set (then replaced) when _pending drops to send_buffer; None when nobody waits.
+        self._drained: trio.Event | None = None
+        # Fast-path calls of receive()/send(); every 64th one yields.
+        self._ops = 0
+        # Bytes (or characters) of the message the reader is assembling.
+        self._msg_size = 0
+        # The application stopped in the middle of a chunked message.
+        self._in_message = False
+        # None while open; then the code of the Close frame that ended the
+        # session (the peer's if it closed first, ours if we did), or 1006.
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._pings: dict[bytes, _PingWaiter] | None = None
+        # Held while a fragmented message is being sent.
+        self._send_lock: trio.Lock | None = None
+        self._writer_done = trio.Event()
+        # Set once the stream is closed and both tasks have finished.
+        self._done = trio.Event()
+
+    def __repr__(self) -> str:
+        side = "client" if self._client else "server"
+        state = "open" if self._close_code is None else f"closed {self._close_code}"
+        return f"<WebSocket {side} {self.request.path!r} {state}>"
+
+    # -- public state -------------------------------------------------------
+
+    @property
+    def close_code(self) -> int | None:
+        """``None`` while open; then the close code (RFC 6455 §7.1.5), 1006 if the
+        connection was lost without a Close frame."""
+        return self._close_code
+
+    @property
+    def close_reason(self) -> str:
+        """The close reason that came with :attr:`close_code` (may be empty)."""
+        return self._close_reason
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is closing or closed: sending is no longer possible."""
+        return self._close_code is not None
+
+    # -- receiving ----------------------------------------------------------
+
+    async def _next(self) -> _Item:
+        self._ops += 1
+        if self._ops & _SCHEDULE_MASK:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                return self._recv_out.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            except trio.EndOfChannel:
+                raise self._closed_error() from None
+        try:
+            return await self._recv_out.receive()
+        except trio.EndOfChannel:
+            raise self._closed_error() from None
+
+    async def _skip_partial(self) -> None:
+        # The application abandoned a chunked message: drop the rest of it.
+        while self._in_message:
+            item = await self._next()
+            self._in_message = type(item) is _Fragment and not item.last
+
+    async def receive(self) -> str | bytes:
+        """The next message: ``str`` for text, ``bytes`` for binary.
+
+        Raises :class:`ConnectionClosed` once the session is closed and every
+        message received before the close has been returned. Cancelling it
+        loses nothing: a message is either returned or stays queued.
+        """
+        if self._in_message:
+            await self._skip_partial()
+        item = await self._next()
+        if type(item) is not _Fragment:
+            return item
+        # A message that arrived over several reads: gather its pieces.
+        parts = [item.data]
+        self._in_message = True
+        while not item.last:
+            item = await self._next()
+            assert type(item) is _Fragment
+            parts.append(item.data)
+        self._in_message = False
+        if isinstance(parts[0], str):
+            return "".join(parts)  # type: ignore[arg-type]
+        return b"".join(parts)  # type: ignore[arg-type]
+
+    def receive_chunks(self) -> MessageChunks:
+        """The next message as an async iterator of chunks, without buffering it whole.
+
+        ``async for chunk in ws.receive_chunks(): ...`` yields ``str`` chunks for
+        a text message (each valid UTF-8 on its own) or ``bytes`` for binary,
+        ending with the message. Chunk sizes follow the network, not the sender's
+        fragments. Leaving the loop early discards the rest of the message.
+        Raises :class:`ConnectionClosed` if the session closes first.
+        """
+        return MessageChunks(self)
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """``async for message in ws``: ends quietly on a normal close (1000, 1001, 1005)."""
+        try:
+            return await self.receive()
+        except ConnectionClosed as exc:
+            if exc.code in (1000, 1001, 1005):
+                raise StopAsyncIteration from None
+            raise
+
+    # -- sending ------------------------------------------------------------
+
+    def _closed_error(self) -> ConnectionClosed:
+        return closed_error(self._close_code or 1006, self._close_reason)
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        """Send one message: text for ``str``, binary for bytes-like objects.
+
+        Returns once the frame is queued for the writer; waits first if more
+        than ``send_buffer`` bytes are still unwritten (a slow peer). Raises
+        :class:`ConnectionClosed` if the session is closing or closed.
+        Cancelling it while it waits leaves the message queued.
+        """
+        self._ops += 1
+        if self._ops & _SCHEDULE_MASK:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        else:
+            await trio.lowlevel.checkpoint()
+        lock = self._send_lock
+        if lock is not None and lock.locked():
+            # Another task is sending a fragmented message: wait for its end.
+            async with lock:
+                await self._send_frame(message, True)
+            return
+        await self._send_frame(message, True)
+
+    async def _send_frame(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
+        if self._close_code is not None:
+            raise self._closed_error()
+        if isinstance(data, str):
+            frame = self._conn.send(TextMessage(data=data, message_finished=fin))
+        elif isinstance(data, (bytes, bytearray)):
+            frame = self._conn.send(BytesMessage(data=data, message_finished=fin))
+        elif isinstance(data, memoryview):
+            frame = self._conn.send(BytesMessage(data=bytes(data), message_finished=fin))
+        else:
+            raise TypeError(f"a message is str or bytes-like, not {type(data).__name__}")
+        self._send_in.send_nowait(frame)
+        self._pending += len(frame)
+        if self._pending > self._config.send_buffer:
+            await self._wait_drained()
+
+    async def _wait_drained(self) -> None:
+        limit = self._config.send_buffer
+        while self._pending > limit:
+            if self._done.is_set():
+                raise self._closed_error()
+            event = self._drained
+            if event is None:
+                event = self._drained = trio.Event()
+            await event.wait()
+
+    async def send_fragments(
+        self,
+        chunks: Iterable[str | bytes | bytearray | memoryview]
+        | AsyncIterable[str | bytes | bytearray | memoryview],
+    ) -> None:
+        """Send one message made of *chunks*, each chunk one frame (RFC 6455 §5.4).
+
+        All chunks must be ``str`` (a text message) or all bytes-like (binary).
+        Other sends wait until this message is complete. If the iterator
+        raises or the call is cancelled after the first frame went out, the
+        message cannot be completed and the session is closed with 1011.
+        An empty iterable sends nothing.
+        """
+        if self._send_lock is None:
+            self._send_lock = trio.Lock()
+        async with self._send_lock:
+            kind: type | None = None
+            previous: str | bytes | bytearray | memoryview | None = None
+            sent_any = False
+            try:
+                async for chunk in _iterate(chunks):
+                    chunk_kind = str if isinstance(chunk, str) else bytes
+                    if kind is None:
+                        kind = chunk_kind
+                    elif chunk_kind is not kind:
+                        raise TypeError("a fragmented message mixes str and bytes chunks")
+                    if previous is not None:
+                        await self._send_frame(previous, False)
+                        sent_any = True
+                    previous = chunk
+                if previous is not None:
+                    await self._send_frame(previous, True)
+            except BaseException:
+                if sent_any:
+                    self._start_close(1011, "fragmented message interrupted")
+                raise
+
+    # -- ping and close -----------------------------------------------------
+
+    async def ping(self, payload: bytes | None = None) -> float:
+        """Send a Ping and wait for its Pong; return the round trip in seconds.
+
+        *payload* (at most 125 bytes) defaults to 4 random bytes. A Pong also
+        answers every earlier unanswered ping (RFC 6455 §5.5.3). Raises
+        :class:`ConnectionClosed` if the session closes first.
+        """
+        if payload is None:
+            payload = os.urandom(4)
+        elif len(payload) > 125:
+            raise ValueError("a ping payload is at most 125 bytes")
+        await trio.lowlevel.checkpoint()
+        if self._close_code is not None:
+            raise self._closed_error()
+        if self._pings is None:
+            self._pings = {}
+        if payload in self._pings:
+            raise ValueError("a ping with this payload is already waiting")
+        waiter = self._pings[payload] = _PingWaiter(trio.current_time())
+        self._queue(self._conn.send(Ping(payload=payload)))
+        try:
+            await waiter.event.wait()
+        finally:
+            if self._pings is not None and self._pings.get(payload) is waiter:
+                del self._pings[payload]
+        if waiter.rtt is None:
+            raise self._closed_error()
+        return waiter.rtt
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close the session (RFC 6455 §7.1.2): send Close, wait for the peer's, close the stream.
+
+        Waits at most ``close_timeout`` for the peer, then drops the connection.
+        Idempotent; after a close already under way it just waits for the end.
+        Messages still queued for the application can be received afterwards.
+        """
+        self._start_close(code, reason)
+        await self._wait_done()
+
+    def _start_close(self, code: int, reason: str) -> None:
+        if self._close_code is None and self._conn.state is _OPEN:
+            self._set_closed(code, reason)
+            self._queue_final(self._conn.send(CloseConnection(code=code, reason=reason)))
+            # The application learns at once that the session is closing; what the
+            # peer sends until its Close arrives is dropped.
+            self._recv_in.close()
+
+    async def _wait_done(self) -> None:
+        with trio.move_on_after(self._config.close_timeout):
+            await self._done.wait()
+        if not self._done.is_set():
+            self._set_closed(1006, "close timed out")
+            await self._kill()
+            await self._done.wait()
+
+    async def _kill(self) -> None:
+        # Closing the stream wakes the reader and writer with ClosedResourceError.
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(self._stream)
+
+    # -- internals shared by the tasks --------------------------------------
+
+    def _set_closed(self, code: int, reason: str) -> None:
+        if self._close_code is None:
+            self._close_code = code
+            self._close_reason = reason
+
+    def _queue(self, frame: bytes) -> None:
+        self._send_in.send_nowait(frame)
+        self._pending += len(frame)
+
+    def _queue_final(self, frame: bytes) -> None:
+        # A Close frame is the last thing we send (RFC 6455 §5.5.1): the writer
+        # ends once it has written it.
+        self._queue(frame)
+        self._send_in.close()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send Close with *code*, stop reading."""
+        if self._close_code is None and self._conn.state is _OPEN:
+            self._set_closed(code, reason)
+            self._queue_final(self._conn.send(CloseConnection(code=code, reason=reason)))
+        self._recv_in.close()
+
+    def _on_pong(self, payload: bytes) -> None:
+        pings = self._pings
+        if not pings or payload not in pings:
+            return
+        now = trio.current_time()
+        # A Pong answers its Ping and every earlier one still waiting.
+        for key in list(pings):
+            waiter = pings.pop(key)
+            waiter.rtt = now - waiter.sent
+            waiter.event.set()
+            if key == payload:
+                break
+
+    def _wake_everyone(self) -> None:
+        self._recv_in.close()
+        self._send_in.close()
+        if self._pings:
+            for waiter in self._pings.values():
+                waiter.event.set()
+            self._pings.clear()
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    # -- the tasks ----------------------------------------------------------
+
+    async def _reader(self) -> None:
+        how = _LOST
+        try:
+            how = await self._read_loop()
+            if how != _LOST:
+                await self._wind_down(how)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._set_closed(1006, "connection lost")
+            self._wake_everyone()
+            await self._kill()
+            self._done.set()
+
+    async def _read_loop(self) -> int:
+        stream = self._stream
+        conn = self._conn
+        config = self._config
+        low = config.min_read_size
+        high = config.max_read_size
+        size = low
+        how = await self._dispatch()  # events from prefetched bytes
+        while how is None:
+            data = await stream.receive_some(size)
+            if not data:
+                return _LOST
+            # Read more at once while data flows, less when it trickles.
+            n = len(data)
+            if n == size:
+                size = min(size * 2, high)
+            elif n < size >> 3 and size > low:
+                size = max(size >> 1, low)
+            # bytes or bytearray: wsproto only appends it to its buffer.
+            conn.receive_data(data)  # type: ignore[arg-type]
+            how = await self._dispatch()
+            if how is None and self._pending > config.send_buffer:
+                # Our pongs pile up: stop reading until the peer takes them.
+                await self._wait_drained()
+        return how
+
+    async def _dispatch(self) -> int | None:
+        """Hand on every event parsed so far; return how to wind down, or None to go on."""
+        conn = self._conn
+        limit = self._config.max_message_size
+        for event in conn.events():
+            cls = type(event)
+            if cls is TextMessage or cls is BytesMessage:
+                if self._close_code is not None:
+                    continue  # we are closing: drop it
+                data = event.data  # type: ignore[attr-defined]
+                item: _Item
+                if event.message_finished and not self._msg_size:  # type: ignore[attr-defined]
+                    if limit is not None and len(data) > limit:
+                        self._fail(1009, "message too big")
+                        return _FAILED
+                    item = data
+                else:
+                    self._msg_size += len(data)
+                    if limit is not None and self._msg_size > limit:
+                        self._fail(1009, "message too big")
+                        return _FAILED
+                    last = event.message_finished  # type: ignore[attr-defined]
+                    item = _Fragment(data, last)
+                    if last:
+                        self._msg_size = 0
+                try:
+                    self._recv_in.send_nowait(item)
+                except trio.WouldBlock:
+                    # A local close may begin meanwhile (ClosedResourceError).
+                    with contextlib.suppress(trio.ClosedResourceError):
+                        await self._recv_in.send(item)
+                except trio.ClosedResourceError:
+                    pass
+            elif cls is Ping:
+                if conn.state is _OPEN and self._close_code is None:
+                    self._queue(conn.send(event.response()))  # type: ignore[attr-defined]
+            elif cls is Pong:
+                self._on_pong(event.payload)  # type: ignore[attr-defined]
+            elif cls is CloseConnection:
+                assert isinstance(event, CloseConnection)
+                state = conn.state
+                if state is _REMOTE_CLOSING:
+                    # The peer closes first: echo its code (RFC 6455 §5.5.1).
+                    self._set_closed(event.code, event.reason or "")
+                    self._queue_final(conn.send(event.response()))
+                    self._recv_in.close()
+                    return _HANDSHAKE_DONE
+                if state is _CLOSED:
+                    return _HANDSHAKE_DONE  # the answer to our Close
+                # wsproto reports a protocol violation as a CloseConnection
+                # without changing state: we fail the connection with its code.
+                if state is _OPEN:
+                    self._fail(event.code, event.reason or "protocol error")
+                return _FAILED
+        return None
+
+    async def _wind_down(self, how: int) -> None:
+        """After Close frames: flush, let the peer see our end, then close (bounded)."""
+        stream = self._stream
+        with trio.move_on_after(self._config.close_timeout):
+            await self._writer_done.wait()
+            if how == _FAILED and isinstance(stream, trio.abc.HalfCloseableStream):
+                # Half-close and drain, so that unread bytes of the peer do not
+                # turn our close into a reset that could destroy our Close frame.
+                try:
+                    await stream.send_eof()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                while await stream.receive_some(self._config.max_read_size):
+                    pass
+            elif how == _HANDSHAKE_DONE and self._client:
+                # RFC 6455 §7.1.1: the server closes the TCP connection first.
+                while await stream.receive_some(self._config.min_read_size):
+                    pass
+            await stream.aclose()
+
+    async def _writer(self) -> None:
+        receive_nowait = self._send_out.receive_nowait
+        stream = self._stream
+        limit = self._config.send_buffer
+        try:
+            while True:
+                try:
+                    data = await self._send_out.receive()
+                except trio.EndOfChannel:
+                    return
+                n = len(data)
+                # Coalesce everything queued meanwhile into one send_all.
+                try:
+                    more = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    pass
+                else:
+                    parts = [data, more]
+                    n += len(more)
+                    while True:
+                        try:
+                            more = receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        parts.append(more)
+                        n += len(more)
+                    data = b"".join(parts)
+                await stream.send_all(data)
+                self._pending -= n
+                event = self._drained
+                if event is not None and self._pending <= limit:
+                    self._drained = None
+                    event.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The peer is gone: stop the reader too.
+            self._set_closed(1006, "connection lost")
+            await self._kill()
+        finally:
+            self._writer_done.set()
+
+    async def _watchdog(self, shutdown: Shutdown | None) -> None:
+        """Keepalive pings and, on a server, the graceful-drain signal."""
+        if shutdown is None:
+            await self._keepalive()
+            return
+        with shutdown.idle() as scope:
+            await self._keepalive()
+        if scope.cancelled_caught:
+            # RFC 6455 §7.4.1: 1001, the server is going away.
+            await self.aclose(1001, "server shutting down")
+
+    async def _keepalive(self) -> None:
+        interval = self._config.ping_interval
+        if interval is None:
+            await trio.sleep_forever()
+            return
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(self._config.ping_timeout) as scope:
+                try:
+                    await self.ping()
+                except ConnectionClosed:
+                    return
+            if scope.cancelled_caught:
+                self._fail(1011, "keepalive ping timeout")
+                await self._wait_done()
+                return
+
+
+@final
+class MessageChunks:
+    """Async iterator over the chunks of one message; see :meth:`WebSocket.receive_chunks`."""
+
+    __slots__ = ("_finished", "_started", "_ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._started = False
+        self._finished = False
+
+    def __aiter__(self) -> MessageChunks:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        if self._finished:
+            raise StopAsyncIteration
+        ws = self._ws
+        if not self._started:
+            self._started = True
+            if ws._in_message:
+                await ws._skip_partial()
+        item = await ws._next()
+        if type(item) is _Fragment:
+            ws._in_message = not item.last
+            self._finished = item.last
+            return item.data
+        self._finished = True
+        return item
+
+
+async def _iterate(
+    chunks: Iterable[str | bytes | bytearray | memoryview]
+    | AsyncIterable[str | bytes | bytearray | memoryview],
+) -> AsyncIterator[str | bytes | bytearray | memoryview]:
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk
+
+
+def _extension_names(extensions: Sequence[Extension]) -> tuple[str, ...]:
+    return tuple(ext.name for ext in extensions)
+
+
+@asynccontextmanager
+async def open_session(
+    stream: trio.abc.Stream,
+    *,
+    client: bool,
+    prefetched: bytes = b"",
+    request: HandshakeRequest,
+    subprotocol: str | None,
+    extensions: Sequence[Extension],
+    config: WebSocketConfig,
+    shutdown: Shutdown | None,
+) -> AsyncIterator[WebSocket]:
+    """Run a session over *stream* for the duration of the block (both sides)."""
+    conn = WSConnection(
+        ConnectionType.CLIENT if client else ConnectionType.SERVER,
+        extensions=list(extensions),
+        trailing_data=prefetched,
+    )
+    ws = WebSocket(
+        stream,
+        conn,
+        request=request,
+        subprotocol=subprotocol,
+        extensions=_extension_names(extensions),
+        config=config,
+        client=client,
+    )
+    error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws._reader)
+        nursery.start_soon(ws._writer)
+        if config.ping_interval is not None or shutdown is not None:
+            nursery.start_soon(ws._watchdog, shutdown)
+        try:
+            yield ws
+        except BaseException as exc:
+            # Kept and re-raised outside the nursery, so the caller sees its own
+            # exception rather than an ExceptionGroup.
+            error = exc
+        if error is None:
+            await ws.aclose(1000)
+        elif isinstance(error, Exception):
+            with trio.CancelScope(shield=True) as scope:
+                # Shielded but bounded: the body's failure must not stop us from
+                # telling the peer (1011), nor keep us here for long.
+                scope.deadline = trio.current_time() + ws._config.close_timeout
+                await ws.aclose(1011, "internal error")
+            ws._set_closed(1006, "close timed out")
+            await ws._kill()
+        else:
+            # Cancelled (or KeyboardInterrupt): no time for a handshake.
+            ws._set_closed(1006, "cancelled")
+            await ws._kill()
+        nursery.cancel_scope.cancel()
+    if error is not None:
+        raise error
+
+
+def websocket_session(
+    stream: trio.abc.Stream,
+    *,
+    prefetched: bytes = b"",
+    request: HandshakeRequest | None = None,
+    subprotocol: str | None = None,
+    extensions: Sequence[Extension] = (),
+    config: WebSocketConfig = _DEFAULT_CONFIG,
+) -> AbstractAsyncContextManager[WebSocket]:
+    """Run the server side of a session over *stream* after a handshake done elsewhere.
+
+    The caller has already sent the 101 response; *prefetched* holds bytes read
+    past the request head (they are the first WebSocket frames). *extensions*
+    are the wsproto extension objects the handshake accepted (see
+    :func:`accept`), *request* the handshake request.
+
+    ``async with websocket_session(stream, ...) as ws:`` starts the reader and
+    writer tasks in a nursery of its own. Leaving the block closes the session:
+    1000 normally, 1011 if the block raised (the exception then propagates
+    unchanged), waiting at most ``close_timeout``; the stream is closed on exit.
+    Inside a connection served by :class:`trio_upgrade.core.Server`, a graceful
+    server drain closes the session with 1001 (``async for`` over it ends).
+    """
+    conn = current_connection()
+    return open_session(
+        stream,
+        client=False,
+        prefetched=prefetched,
+        request=request if request is not None else HandshakeRequest("/"),
+        subprotocol=subprotocol,
+        extensions=extensions,
+        config=config,
+        shutdown=conn.shutdown if conn is not None else None,
+    )
+
