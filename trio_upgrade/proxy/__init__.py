@@ -1,0 +1,36 @@
+"""Layer 2: a streaming reverse proxy with Upgrade (WebSocket) tunnels.
+
+Imports ``http`` and ``core``; an upgraded connection is tunnelled as raw bytes.
+"""
+
+from __future__ import annotations
+
+from ._backend import Backend
+from ._config import ProxyConfig
+from ._errors import BackendTimeout, BackendUnreachable, BadBackendResponse, ProxyError
+from ._rewrite import (
+    HOP_BY_HOP,
+    connection_options,
+    forward_target,
+    is_upgrade_request,
+    rewrite_request_headers,
+    rewrite_response_headers,
+)
+from ._routes import ProxyRoute, match_route
+
+__all__ = [
+    "HOP_BY_HOP",
+    "Backend",
+    "BackendTimeout",
+    "BackendUnreachable",
+    "BadBackendResponse",
+    "ProxyConfig",
+    "ProxyError",
+    "ProxyRoute",
+    "connection_options",
+    "forward_target",
+    "is_upgrade_request",
+    "match_route",
+    "rewrite_request_headers",
+    "rewrite_response_headers",
+]
