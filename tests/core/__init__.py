@@ -1,0 +1,1 @@
+"""Tests of trio_upgrade.core (layer 0)."""
