@@ -40,6 +40,10 @@ _COALESCE_LIMIT = 16 * 1024
 _LINGER_SECONDS = 1.0
 _LINGER_BYTES = 64 * 1024
 
+# Responses that never have a body: a Content-Length would be wrong in a 204
+# (RFC 9110 §8.6) and, in a 304, would describe a representation we don't know.
+_NO_BODY_STATUSES = frozenset({204, 304})
+
 _REASONS: dict[int, bytes] = {}
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -63,6 +67,24 @@ def _deadline(timeout: float | None) -> float:
     return math.inf if timeout is None else trio.current_time() + timeout
 
 
+def _head_size(event: h11.Request) -> int:
+    """Bytes of the request head as sent (request line, fields, CRLFs), near enough.
+
+    h11 bounds only a head still incomplete; one that arrives whole in a single
+    read is parsed whatever its size, so the limit is checked again here.
+    """
+    size = len(event.method) + len(event.target) + 14
+    for name, value in event.headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
+def _has_body(request: Request) -> bool:
+    """Whether the request's framing announces body bytes (RFC 9112 §6.3)."""
+    headers = request.headers
+    return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
+
+
 class _Abort(Exception):
     """Stop serving this connection without answering (peer gone, write failed)."""
 
@@ -71,12 +93,16 @@ class _Abort(Exception):
 class _Body:
     """The body source of one request, valid until its response is finished."""
 
-    __slots__ = ("done", "owner")
+    __slots__ = ("done", "owner", "received", "timed_out")
 
     def __init__(self, owner: _HTTPConnection) -> None:
         self.owner: _HTTPConnection | None = owner
         # True once h11 produced EndOfMessage for this request.
         self.done = False
+        # Body bytes handed out so far, to tell how much is left unread.
+        self.received = 0
+        # True after a body read timed out: the client is too slow to drain.
+        self.timed_out = False
 
     async def receive_body(self) -> bytes:
         owner = self.owner
@@ -86,9 +112,14 @@ class _Body:
         if self.done:
             await trio.lowlevel.checkpoint()
             return b""
-        data = await owner.receive_body_chunk()
+        try:
+            data = await owner.receive_body_chunk()
+        except RequestTimeout:
+            self.timed_out = True
+            raise
         if not data:
             self.done = True
+        self.received += len(data)
         return data
 
 
@@ -158,7 +189,11 @@ class _HTTPConnection:
                             return None
                     if idle.cancelled_caught:
                         return None
-                    head_deadline = _deadline(config.header_timeout)
+                    # The first head must be complete header_timeout after the
+                    # accept (a byte just before the deadline must not restart it).
+                    head_deadline = (
+                        idle.deadline if self.requests == 0 else _deadline(config.header_timeout)
+                    )
                 else:
                     if head_deadline is None:
                         head_deadline = _deadline(config.header_timeout)
@@ -170,6 +205,9 @@ class _HTTPConnection:
                 h.receive_data(bytes(data))
                 continue
             if type(event) is h11.Request:
+                if _head_size(event) > config.max_header_size:
+                    await self._send_error(431, "Request head too large")
+                    return None
                 return event
             # ConnectionClosed, or PAUSED after a protocol switch we did not take.
             return None
@@ -227,7 +265,9 @@ class _HTTPConnection:
         body = response.body
         status = response.status
         if isinstance(body, (bytes, bytearray, memoryview)):
-            if not any(name == b"content-length" for name, _ in headers):
+            if status not in _NO_BODY_STATUSES and not any(
+                name == b"content-length" for name, _ in headers
+            ):
                 headers.append((b"content-length", str(len(body)).encode("ascii")))
             head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
             assert head is not None
@@ -369,8 +409,14 @@ class _HTTPConnection:
         )
         if not body_source.done and not close:
             # The body was not read to its end. If the client still waits for
-            # "100 Continue" it may never send it: don't wait to find out.
-            close = h.they_are_waiting_for_100_continue
+            # "100 Continue" it may never send it: don't wait to find out. A
+            # client that timed out, or a rest known to be past max_drain_size,
+            # cannot be drained either: say so with "Connection: close".
+            close = (
+                h.they_are_waiting_for_100_continue
+                or body_source.timed_out
+                or not self._may_drain(request, body_source)
+            )
         try:
             sent = await self._send_response(response, head_only, close)
         except _Abort:
@@ -383,15 +429,26 @@ class _HTTPConnection:
             return False
         if config.access_log:
             self._log_access(request, response.status, sent, started)
-        if (
-            not body_source.done
-            and h.our_state is not h11.MUST_CLOSE
-            and not await self._drain(body_source)
+        if not body_source.done and (
+            not await self._drain(body_source)
+            if h.our_state is not h11.MUST_CLOSE
+            else h.their_state is h11.SEND_BODY and _has_body(request)
         ):
             body_source.owner = None
+            # The client may still be sending: closing now could reset the
+            # connection under the response we just sent.
+            await self._linger()
             return False
         body_source.owner = None
         return True
+
+    def _may_drain(self, request: Request, body: _Body) -> bool:
+        """Whether the unread rest of the body may fit in ``max_drain_size``."""
+        declared = request.headers.get("content-length")
+        if declared is None:
+            # No body at all, or chunked: unknown until drained.
+            return not _has_body(request) or self.config.max_drain_size > 0
+        return int(declared) - body.received <= self.config.max_drain_size
 
     async def _drain(self, body: _Body) -> bool:
         """Discard the unread rest of the body, up to ``max_drain_size``."""
