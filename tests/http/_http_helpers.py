@@ -91,7 +91,7 @@ class ResponseReader:
     async def read_head(self) -> RawResponse:
         head = await self.read_until(b"\r\n\r\n")
         lines = head[:-4].split(b"\r\n")
-        version, status, reason = (lines[0].split(b" ", 2) + [b""])[:3]
+        version, status, reason = [*lines[0].split(b" ", 2), b""][:3]
         pairs: list[tuple[bytes, bytes]] = []
         for line in lines[1:]:
             name, _, value = line.partition(b":")

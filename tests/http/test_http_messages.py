@@ -226,9 +226,7 @@ async def test_declared_content_length_over_the_limit_fails_before_reading() -> 
     """With ``Content-Length`` past the limit, 413 comes before any read (and so before
     a ``100 Continue``)."""
     source = ChunkSource(b"x" * 10)
-    request = Request(
-        "POST", "/", headers={"content-length": "10"}, body=source, max_body_size=5
-    )
+    request = Request("POST", "/", headers={"content-length": "10"}, body=source, max_body_size=5)
     with pytest.raises(RequestBodyTooLarge):
         await request.read()
     assert source.reads == 0

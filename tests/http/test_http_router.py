@@ -93,7 +93,9 @@ def test_static_route_matches_exactly() -> None:
         ),
     ],
 )
-def test_converters_capture_and_convert(pattern: str, path: str, expected: dict[str, object]) -> None:
+def test_converters_capture_and_convert(
+    pattern: str, path: str, expected: dict[str, object]
+) -> None:
     router = Router()
     router.add_route(pattern, ok)
     found = router.match("GET", path)
