@@ -74,3 +74,9 @@ def has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+def tcp(address: tuple[str, int] | str) -> tuple[str, int]:
+    """Narrow a listener/server address to TCP ``(host, port)``, failing for Unix paths."""
+    assert isinstance(address, tuple), f"expected a TCP address, got {address!r}"
+    return address

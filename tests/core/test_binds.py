@@ -21,7 +21,7 @@ from trio_upgrade.core import (
     parse_bind,
 )
 
-from ._helpers import MemoryListener, has_ipv6_loopback, receive_exactly
+from ._helpers import MemoryListener, has_ipv6_loopback, receive_exactly, tcp
 
 # ---------------------------------------------------------------- parse_bind
 
@@ -118,7 +118,7 @@ async def _check_echo(
 async def test_tcp_ipv4_port_zero_gets_a_real_port_and_echoes() -> None:
     (listener,) = await open_listeners("127.0.0.1:0")
     async with listener:
-        host, port = listener_address(listener)
+        host, port = tcp(listener_address(listener))
         assert host == "127.0.0.1"
         assert port > 0
         await _check_echo(listener, await trio.open_tcp_stream("127.0.0.1", port))
@@ -147,7 +147,7 @@ async def test_several_binds_give_one_listener_each(tmp_path: Path) -> None:
 async def test_wildcard_host_reports_the_wildcard_address() -> None:
     (listener,) = await open_listeners("0.0.0.0:0")
     async with listener:
-        host, port = listener_address(listener)
+        host, port = tcp(listener_address(listener))
         assert (host, port > 0) == ("0.0.0.0", True)
 
 
@@ -155,7 +155,7 @@ async def test_wildcard_host_reports_the_wildcard_address() -> None:
 async def test_tcp_ipv6_loopback_port_zero_echoes() -> None:
     (listener,) = await open_listeners("[::1]:0")
     async with listener:
-        host, port = listener_address(listener)
+        host, port = tcp(listener_address(listener))
         assert host == "::1"
         assert port > 0
         await _check_echo(listener, await trio.open_tcp_stream("::1", port))
@@ -279,7 +279,7 @@ async def test_tls_over_tcp_handshakes_and_echoes(
     (listener,) = await open_listeners("127.0.0.1:0", ssl_context=server_ssl_context)
     async with listener:
         assert isinstance(listener, trio.SSLListener)
-        host, port = listener_address(listener)
+        host, port = tcp(listener_address(listener))
         assert host == "127.0.0.1"
         transport = await trio.open_tcp_stream(host, port)
         await _check_tls_echo(listener, transport, client_ssl_context)
@@ -302,13 +302,14 @@ async def test_tls_peer_closing_without_close_notify_reads_as_eof(
     """https_compatible: an abrupt TCP close after the handshake is a normal EOF."""
     (listener,) = await open_listeners("127.0.0.1:0", ssl_context=server_ssl_context)
     async with listener:
-        host, port = listener_address(listener)
+        host, port = tcp(listener_address(listener))
         transport = await trio.open_tcp_stream(host, port)
         client = trio.SSLStream(transport, client_ssl_context, server_hostname="localhost")
         with trio.fail_after(30):  # hang guard, not a duration check
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client.do_handshake)
                 server_side = await listener.accept()
+                assert isinstance(server_side, trio.SSLStream)
                 await server_side.do_handshake()
             await transport.aclose()  # no close_notify
             async with server_side:
