@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = parse_csv_list(args.servers, list(SERVERS), "servers")
     log = RunLog()
+    # With --json - the JSON owns stdout; the tables go to stderr with the progress.
+    out = sys.stderr if args.json == "-" else sys.stdout
     raise_nofile_limit()
     machine = machine_description()
     log(
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     verdicts = target_verdicts(rps)
     notes += verdicts
-    print(format_table("HTTP hello world", columns, rows, notes))
+    print(format_table("HTTP hello world", columns, rows, notes), file=out)
     if args.json:
         write_json(
             args.json,

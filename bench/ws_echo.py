@@ -336,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         for w in parse_csv_list(args.workloads, list(WORKLOADS), "workloads")
     ]
     log = RunLog()
+    # With --json - the JSON owns stdout; the tables go to stderr with the progress.
+    out = sys.stderr if args.json == "-" else sys.stdout
     raise_nofile_limit()
     machine = machine_description()
     log(f"ws_echo: servers {', '.join(names)}; workloads {', '.join(w.name for w in workloads)}")
@@ -368,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             echo = {n: [s for s in v if isinstance(s, EchoSample)] for n, v in samples.items()}
             table, summary, verdicts = echo_table(w, names, echo, reasons)
-        print(table, flush=True)
+        print(table, file=out, flush=True)
         all_verdicts += verdicts
         results[w.name] = {
             "workload": w,
@@ -379,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     print(
         f"{machine['cores']} cores ({machine['cpu']}), load average before "
-        f"{machine['loadavg_before'][0]:.2f}; median of {args.repeat} round(s)."
+        f"{machine['loadavg_before'][0]:.2f}; median of {args.repeat} round(s).",
+        file=out,
     )
     if args.json:
         write_json(
