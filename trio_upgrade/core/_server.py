@@ -78,22 +78,34 @@ class Shutdown:
             scope.cancel()
         self._idle_scopes.clear()
 
+    def cancel_on_drain(self, scope: trio.CancelScope) -> None:
+        """Cancel *scope* when draining begins (at once if it has begun).
+
+        The allocation-free form of :meth:`idle` for hot paths; pair it with
+        :meth:`forget` when the scope is exited.
+        """
+        if self._event.is_set():
+            scope.cancel()
+        else:
+            self._idle_scopes.add(scope)
+
+    def forget(self, scope: trio.CancelScope) -> None:
+        """Stop watching *scope* (see :meth:`cancel_on_drain`)."""
+        self._idle_scopes.discard(scope)
+
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:
         """A cancel scope for waiting while idle: cancelled as soon as draining begins.
 
         Check ``scope.cancelled_caught`` afterwards to tell a drain from other outcomes.
         """
-        with trio.CancelScope() as scope:
-            if self._event.is_set():
-                scope.cancel()
+        scope = trio.CancelScope()
+        self.cancel_on_drain(scope)
+        try:
+            with scope:
                 yield scope
-                return
-            self._idle_scopes.add(scope)
-            try:
-                yield scope
-            finally:
-                self._idle_scopes.discard(scope)
+        finally:
+            self.forget(scope)
 
 
 @final

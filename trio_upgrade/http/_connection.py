@@ -181,12 +181,15 @@ class _HTTPConnection:
                     timeout = (
                         config.header_timeout if self.requests == 0 else config.keepalive_timeout
                     )
-                    with shutdown.idle() as idle:
-                        idle.deadline = _deadline(timeout)
-                        try:
+                    idle = trio.CancelScope(deadline=_deadline(timeout))
+                    shutdown.cancel_on_drain(idle)
+                    try:
+                        with idle:
                             data = await self.stream.receive_some(config.read_size)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
-                            return None
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return None
+                    finally:
+                        shutdown.forget(idle)
                     if idle.cancelled_caught:
                         return None
                     # The first head must be complete header_timeout after the
@@ -240,12 +243,17 @@ class _HTTPConnection:
     async def _send(self, data: bytes) -> None:
         if not data:
             return
+        timeout = self.config.write_timeout
         try:
-            with trio.fail_after(self.config.write_timeout or math.inf):
+            with trio.CancelScope(deadline=_deadline(timeout)) as scope:
                 await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.h11.send_failed()
             raise _Abort from None
+        if scope.cancelled_caught:
+            # send_all is not cancel-safe: part of the data may be gone.
+            self.h11.send_failed()
+            raise _Abort
 
     def _response_headers(self, response: Response, close: bool) -> list[tuple[bytes, bytes]]:
         headers = list(response.headers.raw)
