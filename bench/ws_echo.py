@@ -121,12 +121,13 @@ class IdleSample:
         return self.connections / self.handshake_seconds
 
 
-def client_cmd(server: ServerProcess, w: Workload, timeout: float) -> list[str]:
+def client_cmd(url: str, w: Workload, timeout: float) -> list[str]:
+    """The picows client process for workload ``w`` against ``url`` (ws://127.0.0.1:...)."""
     return [
         sys.executable,
         str(CLIENT),
         "--url",
-        server.url("ws"),
+        url,
         "--mode",
         "idle" if w.idle else "echo",
         "--connections",
@@ -143,7 +144,7 @@ def client_cmd(server: ServerProcess, w: Workload, timeout: float) -> list[str]:
 
 
 def run_echo(server: ServerProcess, w: Workload, timeout: float) -> EchoSample:
-    with LineProcess(client_cmd(server, w, timeout)) as client:
+    with LineProcess(client_cmd(server.url("ws"), w, timeout)) as client:
         client.event(timeout)  # connected: handshakes are not part of this workload
         cpu_before = server.cpu()
         client.send("go")
@@ -159,7 +160,7 @@ def run_idle(server: ServerProcess, w: Workload, timeout: float) -> IdleSample:
     time.sleep(0.3)  # let the warm-up connections' memory settle
     rss_before = server.rss()
     cpu_before = server.cpu()
-    with LineProcess(client_cmd(server, w, timeout)) as client:
+    with LineProcess(client_cmd(server.url("ws"), w, timeout)) as client:
         opened = client.event(timeout)
         cpu = server.cpu() - cpu_before
         time.sleep(0.5)  # work the server does just after the handshakes
