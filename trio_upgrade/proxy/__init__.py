@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BackendUnreachable, BadBackendResponse, ProxyError
+from ._proxy import Proxy, ProxyStatistics
 from ._rewrite import (
     HOP_BY_HOP,
     connection_options,
@@ -17,6 +18,7 @@ from ._rewrite import (
     rewrite_response_headers,
 )
 from ._routes import ProxyRoute, match_route
+from ._tunnel import Tunnel, pump
 
 __all__ = [
     "HOP_BY_HOP",
@@ -25,12 +27,16 @@ __all__ = [
     "BackendUnreachable",
     "BadBackendResponse",
     "ProxyConfig",
+    "Proxy",
     "ProxyError",
     "ProxyRoute",
+    "ProxyStatistics",
+    "Tunnel",
     "connection_options",
     "forward_target",
     "is_upgrade_request",
     "match_route",
+    "pump",
     "rewrite_request_headers",
     "rewrite_response_headers",
 ]

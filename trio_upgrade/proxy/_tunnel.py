@@ -1,0 +1,237 @@
+"""Upgrade tunnels: forward the handshake, relay the answer, then pump raw bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from typing import final
+
+import h11
+import trio
+
+from ..http import Request, reason_phrase
+from ._backend import Backend
+from ._config import ProxyConfig
+from ._errors import BackendTimeout, BadBackendResponse, ProxyError
+from ._pool import BackendConnection, ConnectionPool
+from ._rewrite import rewrite_response_headers
+
+__all__ = ["Tunnel", "pump"]
+
+logger = logging.getLogger("trio_upgrade")
+
+_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+def _head(status: int, reason: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def _error_response(status: int) -> bytes:
+    body = f"{status} {reason_phrase(status)}\n".encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
+    return _head(status, reason_phrase(status).encode("ascii"), headers) + body
+
+
+@final
+class Tunnel:
+    """The :class:`~trio_upgrade.http.Takeover` a :class:`Proxy` returns for an
+    upgrade request.
+
+    ``take_over`` opens a new connection to the backend, sends the request
+    (upgrade headers intact), and reads the answer. On ``101`` it relays the
+    head and pumps bytes both ways (see :func:`pump`) — the client's
+    *prefetched* bytes first, then the backend's bytes that came after its
+    head — until both directions have ended; on any other status the answer is
+    relayed as a response and the connection closed. 502/504 when the backend
+    cannot be reached or does not answer in time.
+    """
+
+    __slots__ = ("_backend", "_body", "_config", "_forwarded", "_pool")
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        config: ProxyConfig,
+        backend: Backend,
+        forwarded: h11.Request,
+        body: bytes = b"",
+    ) -> None:
+        self._pool = pool
+        self._config = config
+        self._backend = backend
+        # The request head to send, already rewritten.
+        self._forwarded = forwarded
+        # The request body, read before the takeover (usually empty).
+        self._body = body
+
+    async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
+        pool = self._pool
+        pool.open_tunnels += 1
+        conn: BackendConnection | None = None
+        try:
+            conn = await pool.acquire(self._backend, fresh=True)
+            await self._run(conn, stream, prefetched)
+        except ProxyError as exc:
+            logger.warning(
+                "proxy: upgrade %s %s -> %s: %d, %s",
+                request.method,
+                request.target,
+                self._backend,
+                exc.status,
+                exc.detail,
+            )
+            # Nothing was relayed yet (failures after that are handled where
+            # they happen): the client gets an answer.
+            with contextlib.suppress(*_STREAM_ERRORS):
+                await stream.send_all(_error_response(exc.status))
+        finally:
+            pool.open_tunnels -= 1
+            if conn is not None:
+                conn.close()
+
+    async def _run(
+        self, conn: BackendConnection, client: trio.abc.Stream, prefetched: bytes
+    ) -> None:
+        config = self._config
+        h = conn.h11
+        parts = [h.send(self._forwarded)]
+        if self._body:
+            parts.append(h.send(h11.Data(data=self._body)))
+        parts.append(h.send(h11.EndOfMessage()))
+        await conn.send(b"".join(p for p in parts if p), config.write_timeout)
+
+        deadline = math.inf if config.response_timeout is None else config.response_timeout
+        with trio.move_on_after(deadline) as scope:
+            head = await _read_answer(conn)
+        if scope.cancelled_caught:
+            raise BackendTimeout(f"no response head within {config.response_timeout} s")
+
+        if type(head) is h11.Response:
+            await _relay_refusal(conn, client, head, config.read_timeout)
+            return
+        # 101: the backend took the upgrade.
+        headers = rewrite_response_headers(head.headers, upgrade=True)
+        trailing, _ = h.trailing_data
+        try:
+            await client.send_all(_head(101, head.reason, headers) + bytes(trailing))
+        except _STREAM_ERRORS:
+            return
+        await pump(client, conn.stream, prefetched, config)
+
+
+async def _read_answer(conn: BackendConnection) -> h11.Response | h11.InformationalResponse:
+    """The backend's final answer, or its 101."""
+    h = conn.h11
+    while True:
+        try:
+            event = h.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise BadBackendResponse(f"invalid response from {conn.backend}: {exc}") from None
+        if type(event) is h11.Response:
+            return event
+        if type(event) is h11.InformationalResponse:
+            if event.status_code == 101:
+                return event
+            continue
+        if event is h11.NEED_DATA:
+            h.receive_data(await conn.receive())
+            continue
+        raise BadBackendResponse(f"{conn.backend} closed the connection without answering")
+
+
+async def _relay_refusal(
+    conn: BackendConnection,
+    client: trio.abc.Stream,
+    head: h11.Response,
+    read_timeout: float | None,
+) -> None:
+    """Relay a non-101 answer to an upgrade request as a plain response, then close.
+
+    The connection ends after it, so the body keeps its length when the
+    backend gave one and is otherwise delimited by closing.
+    """
+    h = conn.h11
+    headers = rewrite_response_headers(head.headers)
+    headers.append((b"connection", b"close"))
+    out = _head(head.status_code, head.reason, headers)
+    try:
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise BadBackendResponse(
+                    f"{conn.backend} broke off the response body: {exc}"
+                ) from None
+            if type(event) is h11.Data:
+                out += event.data
+                continue
+            if event is h11.NEED_DATA:
+                if out:
+                    await client.send_all(out)
+                    out = b""
+                h.receive_data(await conn.receive(read_timeout))
+                continue
+            if out:
+                await client.send_all(out)
+            return
+    except _STREAM_ERRORS:
+        return
+    except ProxyError as exc:
+        # The head is out: closing the connection is all that is left to say.
+        logger.warning("proxy: upgrade refused by %s, then: %s", conn.backend, exc.detail)
+
+
+async def pump(
+    client: trio.abc.Stream, backend: trio.abc.Stream, prefetched: bytes, config: ProxyConfig
+) -> None:
+    """Copy bytes both ways between *client* and *backend* until both directions end.
+
+    Two tasks, one per direction, each reading up to ``config.read_size``
+    bytes and writing them with one ``send_all``. *prefetched* (bytes the
+    client sent after its request head) goes to the backend first. When one
+    side ends its sending (EOF), the other side is half-closed
+    (``send_eof``) if its stream allows it — a TCP or Unix socket does, TLS
+    does not, and then the whole tunnel closes — and the other direction goes
+    on for at most ``config.half_close_timeout``. A broken stream on either
+    side ends both directions at once. Cancellation ends the tunnel; neither
+    stream is closed here.
+    """
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_pump_one, client, backend, prefetched, config, nursery.cancel_scope)
+        nursery.start_soon(_pump_one, backend, client, b"", config, nursery.cancel_scope)
+
+
+async def _pump_one(
+    source: trio.abc.ReceiveStream,
+    sink: trio.abc.SendStream,
+    first: bytes,
+    config: ProxyConfig,
+    tunnel: trio.CancelScope,
+) -> None:
+    read_size = config.read_size
+    receive = source.receive_some
+    send = sink.send_all
+    try:
+        if first:
+            await send(first)
+        while data := await receive(read_size):
+            await send(data)
+        if not isinstance(sink, trio.abc.HalfCloseableStream):
+            tunnel.cancel()
+            return
+        await sink.send_eof()
+    except _STREAM_ERRORS:
+        tunnel.cancel()
+        return
+    if config.half_close_timeout is not None and tunnel.deadline == math.inf:
+        tunnel.deadline = trio.current_time() + config.half_close_timeout
