@@ -85,6 +85,11 @@ def _has_body(request: Request) -> bool:
     return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
 
 
+# What the current wait is, for the watchdog: when its deadline passes, the
+# connection ends (after a 408 for a head that came too slowly).
+_NOT_WAITING, _IDLE, _HEAD, _WRITE = 0, 1, 2, 3
+
+
 class _Abort(Exception):
     """Stop serving this connection without answering (peer gone, write failed)."""
 
@@ -126,6 +131,12 @@ class _Body:
 @final
 class _HTTPConnection:
     __slots__ = (
+        "_deadline",
+        "_expired",
+        "_period",
+        "_scope",
+        "_waiting",
+        "_watchdog_scope",
         "app",
         "config",
         "conn",
@@ -144,6 +155,25 @@ class _HTTPConnection:
         self.scheme = "https" if conn.tls else "http"
         # Requests answered so far on this connection.
         self.requests = 0
+        # Timeouts of the per-request waits (idle, head, write) are enforced by
+        # one watchdog task per connection instead of a cancel scope per wait,
+        # which would cost more than the rest of the request. The hot path only
+        # stores a deadline; the watchdog cancels the connection's scope when the
+        # deadline of the current wait passes, and the connection then ends.
+        self._deadline = math.inf
+        self._waiting = _NOT_WAITING
+        # The wait whose deadline passed (_NOT_WAITING: none, or a drain).
+        self._expired = _NOT_WAITING
+        self._scope = trio.CancelScope()
+        self._watchdog_scope = trio.CancelScope()
+        timeouts = [
+            t
+            for t in (config.header_timeout, config.keepalive_timeout, config.write_timeout)
+            if t is not None
+        ]
+        # The watchdog never sleeps longer than the shortest timeout, so a new
+        # deadline can never be earlier than its next wake-up.
+        self._period = max(min(timeouts), 0.01) if timeouts else None
 
     # Reading -----------------------------------------------------------------
 
@@ -157,6 +187,29 @@ class _HTTPConnection:
         if scope.cancelled_caught:
             raise TimeoutError
         return bytes(data)
+
+    async def _wait_read(self, waiting: int, deadline: float) -> bytes:
+        """One read under the watchdog; ``b""`` at EOF or when the peer is gone."""
+        self._deadline = deadline
+        self._waiting = waiting
+        try:
+            return bytes(await self.stream.receive_some(self.config.read_size))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+        finally:
+            self._waiting = _NOT_WAITING
+            self._deadline = math.inf
+
+    async def _watchdog(self, period: float) -> None:
+        with self._watchdog_scope:
+            while True:
+                now = trio.current_time()
+                deadline = self._deadline
+                if deadline <= now:
+                    self._expired = self._waiting
+                    self._scope.cancel()
+                    return
+                await trio.sleep_until(min(deadline, now + period))
 
     async def _next_request(self) -> h11.Request | None:
         """Read the next request head; ``None`` when the connection should end.
@@ -177,34 +230,26 @@ class _HTTPConnection:
                 return None
             if event is h11.NEED_DATA:
                 if head_deadline is None and not h.trailing_data[0]:
-                    # Idle: no byte of the next request yet.
-                    timeout = (
-                        config.header_timeout if self.requests == 0 else config.keepalive_timeout
+                    # Idle: no byte of the next request yet. A graceful shutdown
+                    # ends the connection now.
+                    first = self.requests == 0
+                    deadline = _deadline(
+                        config.header_timeout if first else config.keepalive_timeout
                     )
-                    idle = trio.CancelScope(deadline=_deadline(timeout))
-                    shutdown.cancel_on_drain(idle)
+                    shutdown.cancel_on_drain(self._scope)
                     try:
-                        with idle:
-                            data = await self.stream.receive_some(config.read_size)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        return None
+                        data = await self._wait_read(_IDLE, deadline)
                     finally:
-                        shutdown.forget(idle)
-                    if idle.cancelled_caught:
+                        shutdown.forget(self._scope)
+                    if not data:
                         return None
                     # The first head must be complete header_timeout after the
                     # accept (a byte just before the deadline must not restart it).
-                    head_deadline = (
-                        idle.deadline if self.requests == 0 else _deadline(config.header_timeout)
-                    )
+                    head_deadline = deadline if first else _deadline(config.header_timeout)
                 else:
                     if head_deadline is None:
                         head_deadline = _deadline(config.header_timeout)
-                    try:
-                        data = await self._receive(head_deadline)
-                    except TimeoutError:
-                        await self._send_error(408, "Timed out waiting for the request head")
-                        return None
+                    data = await self._wait_read(_HEAD, head_deadline)
                 h.receive_data(bytes(data))
                 continue
             if type(event) is h11.Request:
@@ -244,16 +289,17 @@ class _HTTPConnection:
         if not data:
             return
         timeout = self.config.write_timeout
+        if timeout is not None:
+            self._deadline = trio.current_time() + timeout
+            self._waiting = _WRITE
         try:
-            with trio.CancelScope(deadline=_deadline(timeout)) as scope:
-                await self.stream.send_all(data)
+            await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.h11.send_failed()
             raise _Abort from None
-        if scope.cancelled_caught:
-            # send_all is not cancel-safe: part of the data may be gone.
-            self.h11.send_failed()
-            raise _Abort
+        finally:
+            self._waiting = _NOT_WAITING
+            self._deadline = math.inf
 
     def _response_headers(self, response: Response, close: bool) -> list[tuple[bytes, bytes]]:
         headers = list(response.headers.raw)
@@ -347,6 +393,25 @@ class _HTTPConnection:
     # The loop ----------------------------------------------------------------
 
     async def run(self) -> None:
+        if self._period is not None:
+            self.conn.nursery.start_soon(self._watchdog, self._period)
+        try:
+            with self._scope:
+                await self._serve()
+        finally:
+            self._watchdog_scope.cancel()
+        if not self._scope.cancelled_caught:
+            return
+        expired = self._expired
+        if expired == _WRITE:
+            # send_all is not cancel-safe: part of the data may be gone.
+            self.h11.send_failed()
+        elif expired == _HEAD:
+            with trio.move_on_after(self.config.write_timeout or _LINGER_SECONDS):
+                await self._send_error(408, "Timed out waiting for the request head")
+        # _IDLE (keep-alive timeout) or a graceful shutdown: just close.
+
+    async def _serve(self) -> None:
         h = self.h11
         try:
             while True:
@@ -478,6 +543,8 @@ class _HTTPConnection:
             await self._send_error(413, "Request body too large before a takeover")
             return
         body.owner = None
+        # HTTP timeouts end here: the takeover owns the connection from now on.
+        self._watchdog_scope.cancel()
         prefetched, _ = self.h11.trailing_data
         stream = self.stream
         try:
