@@ -556,6 +556,10 @@ class LineProcess:
             raise RuntimeError(f"load generator: {event.get('error')}")
         return event
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(line.encode() + b"\n")

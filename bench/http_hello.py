@@ -143,6 +143,15 @@ def measure(name: str, args: argparse.Namespace, log: RunLog) -> Sample:
     return sample
 
 
+def spread(runs: list[Sample]) -> str:
+    """The range over several rounds, so the noise is visible; empty for one round."""
+    if len(runs) < 2:
+        return ""
+    rates = [s.requests_per_second for s in runs]
+    cpus = [s.cpu_us_per_request for s in runs]
+    return f"req/s {min(rates):,.0f}-{max(rates):,.0f}, CPU us/req {min(cpus):.1f}-{max(cpus):.1f}"
+
+
 def uvicorn_flavour() -> str:
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
@@ -209,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_req[name],
                 ratio(cpu_req[name], cpu_req.get("minimal")),
                 max(s.rss_kib for s in runs) / 1024,
-                f"{errors} errors" if errors else "",
+                "; ".join(filter(None, [f"{errors} errors" if errors else "", spread(runs)])),
             ]
         )
     columns = [

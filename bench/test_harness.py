@@ -213,5 +213,13 @@ def test_json_samples_serialise(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     write_json(str(out), {"s": [ws_echo.EchoSample(1.0, 2.0, 3, 4)]})
     assert json.loads(out.read_text()) == {
-        "s": [{"server_cpu_seconds": 1.0, "seconds": 2.0, "messages": 3, "bytes": 4}]
+        "s": [
+            {
+                "server_cpu_seconds": 1.0,
+                "seconds": 2.0,
+                "messages": 3,
+                "bytes": 4,
+                "client_cpu_seconds": 0.0,
+            }
+        ]
     }

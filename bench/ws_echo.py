@@ -53,6 +53,7 @@ from _harness import (
     ServerFailed,
     ServerProcess,
     ServerUnavailable,
+    cpu_seconds,
     format_table,
     machine_description,
     median,
@@ -102,6 +103,13 @@ class EchoSample:
     seconds: float
     messages: int
     bytes: int
+    # The load generator's own CPU: near 100% of the wall time means msgs/s
+    # was limited by the client, not the server (server CPU stays valid).
+    client_cpu_seconds: float = 0.0
+
+    @property
+    def client_busy(self) -> float:
+        return self.client_cpu_seconds / self.seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +155,15 @@ def run_echo(server: ServerProcess, w: Workload, timeout: float) -> EchoSample:
     with LineProcess(client_cmd(server.url("ws"), w, timeout)) as client:
         client.event(timeout)  # connected: handshakes are not part of this workload
         cpu_before = server.cpu()
+        client_before = cpu_seconds(client.pid)
         client.send("go")
         done = client.event(timeout)
         cpu = server.cpu() - cpu_before
+        client_cpu = cpu_seconds(client.pid) - client_before
     expected = w.connections * w.messages
     if done["messages"] != expected:
         raise RuntimeError(f"{done['messages']} echoes, expected {expected}")
-    return EchoSample(cpu, done["seconds"], done["messages"], done["bytes"])
+    return EchoSample(cpu, done["seconds"], done["messages"], done["bytes"], client_cpu)
 
 
 def run_idle(server: ServerProcess, w: Workload, timeout: float) -> IdleSample:
@@ -217,9 +227,10 @@ def echo_table(
     rows: list[list[object]] = []
     for name in names:
         if name not in cpu:
-            rows.append([name, SERVERS[name][1], *([None] * 7), status.get(name, "")])
+            rows.append([name, SERVERS[name][1], *([None] * 8), status.get(name, "")])
             continue
-        n_msgs = samples[name][0].messages
+        runs = samples[name]
+        n_msgs = runs[0].messages
         rows.append(
             [
                 name,
@@ -231,7 +242,8 @@ def echo_table(
                 cpu[name] / n_msgs * 1e6,
                 rate[name],
                 mib_s[name],
-                "",
+                median(s.client_busy for s in runs) * 100,
+                spread([s.server_cpu_seconds for s in runs], "CPU s", "{:.2f}"),
             ]
         )
     columns = [
@@ -244,6 +256,7 @@ def echo_table(
         Column("CPU us/msg", "{:.1f}"),
         Column("msgs/s", "{:,.0f}"),
         Column("MiB/s", "{:,.1f}"),
+        Column("client busy %", "{:.0f}"),
         Column("note", left=True),
     ]
     verdicts: list[str] = []
@@ -259,8 +272,19 @@ def echo_table(
                 )
             )
     title = f"WebSocket echo, {w.name}: {describe(w)}"
-    notes = ["Ratios are of server CPU seconds (lower is better).", *verdicts]
+    notes = [
+        "Ratios are of server CPU seconds (lower is better). Client busy % is the picows "
+        "client's CPU over the wall time: near 100 means msgs/s was capped by the client.",
+        *verdicts,
+    ]
     return format_table(title, columns, rows, notes), cpu, verdicts
+
+
+def spread(values: list[float], what: str, fmt: str) -> str:
+    """``"CPU s 1.61-1.72"`` over several rounds, so the noise is visible; empty for one."""
+    if len(values) < 2:
+        return ""
+    return f"{what} {fmt.format(min(values))}-{fmt.format(max(values))}"
 
 
 def _verdict(label: str, value: float, baseline: float | None, limit: float) -> str:
@@ -290,7 +314,7 @@ def idle_table(
                 median(s.handshake_cpu_seconds / s.connections * 1e6 for s in runs),
                 median(s.rss_before_kib for s in runs) / 1024,
                 median(s.rss_after_kib for s in runs) / 1024,
-                "",
+                spread([s.kib_per_connection for s in runs], "KiB/conn", "{:.1f}"),
             ]
         )
     columns = [
