@@ -88,4 +88,7 @@ async def test_run_finishes_the_request_in_flight_then_exits_0_on_signal(
     finally:
         if process.returncode is None:
             process.kill()
-        await process.aclose()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            if process.stderr is not None:
+                await process.stderr.aclose()
