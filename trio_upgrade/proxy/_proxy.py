@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, final
 import h11
 import trio
 
-from ..http import ClientDisconnected, HTTPError, Request, Response, Takeover, error_response
+from ..http import (
+    ClientDisconnected,
+    Headers,
+    HTTPError,
+    Request,
+    Response,
+    Takeover,
+    error_response,
+)
 from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BadBackendResponse, ProxyError
@@ -367,12 +375,14 @@ class Proxy:
                 continue
             if type(event) is h11.EndOfMessage:
                 self._pool.release(conn)
-                return Response(b"".join(chunks), status=head.status_code, headers=headers)
+                return Response(
+                    b"".join(chunks), status=head.status_code, headers=Headers.from_raw(headers)
+                )
             break
         if event is not h11.NEED_DATA:
             raise BadBackendResponse(f"{conn.backend} closed the connection mid-response")
         body = _ResponseBody(self._pool, conn, b"".join(chunks), self._config.read_timeout)
-        return Response(body, status=head.status_code, headers=headers)
+        return Response(body, status=head.status_code, headers=Headers.from_raw(headers))
 
 
 @final

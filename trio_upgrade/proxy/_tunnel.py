@@ -196,7 +196,7 @@ async def pump(
 ) -> None:
     """Copy bytes both ways between *client* and *backend* until both directions end.
 
-    Two tasks, one per direction, each reading up to ``config.read_size``
+    Two tasks, one per direction, each reading up to ``config.tunnel_read_size``
     bytes and writing them with one ``send_all``. *prefetched* (bytes the
     client sent after its request head) goes to the backend first. When one
     side ends its sending (EOF), the other side is half-closed
@@ -218,7 +218,7 @@ async def _pump_one(
     config: ProxyConfig,
     tunnel: trio.CancelScope,
 ) -> None:
-    read_size = config.read_size
+    read_size = config.tunnel_read_size
     receive = source.receive_some
     send = sink.send_all
     try:
