@@ -170,6 +170,25 @@ def test_request_splits_target_into_decoded_path_and_raw_query() -> None:
     assert repr(request) == "<Request GET /a%20b/c%2Fd?x=1&x=2&y=%41>"
 
 
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        ("http://example.test/a%20b?x=1", "/a b", "x=1"),
+        ("https://example.test", "/", ""),
+        ("http://example.test?q", "/", "q"),
+        ("*", "*", ""),
+        ("db.test:5432", "db.test:5432", ""),
+    ],
+)
+def test_request_path_of_absolute_asterisk_and_authority_forms(
+    target: str, path: str, query: str
+) -> None:
+    """RFC 9112 §3.2: absolute-form is routed on its path; ``*`` and CONNECT's
+    authority-form are kept as they are."""
+    request = Request("GET", target)
+    assert (request.target, request.path, request.query_string) == (target, path, query)
+
+
 def test_request_without_host_uses_localhost_in_url() -> None:
     assert Request("GET", "/x").url == "http://localhost/x"
 

@@ -193,6 +193,10 @@ class Request:
         self.method = method
         self.target = target
         path, _, self.query_string = target.partition("?")
+        if path[:1] != "/" and "://" in path:
+            # absolute-form, as sent to proxies; servers must accept it too
+            # (RFC 9112 §3.2.2): route on its path component.
+            path = "/" + path.partition("://")[2].partition("/")[2]
         self.path = unquote(path) if "%" in path else path
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.http_version = http_version
