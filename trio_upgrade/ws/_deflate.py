@@ -178,8 +178,7 @@ def client_finalize(
         client=True,
         local_bits=client_bits,
         remote_bits=server_bits,
-        local_no_context_takeover=p.client_no_context_takeover
-        or config.client_no_context_takeover,
+        local_no_context_takeover=p.client_no_context_takeover or config.client_no_context_takeover,
         remote_no_context_takeover=p.server_no_context_takeover,
         config=config,
         max_message_size=max_message_size,

@@ -327,21 +327,32 @@ class WebSocket:
         """
         if self._send_lock is None:
             self._send_lock = trio.Lock()
+        kind: type | None = None
+        # Each chunk goes out when the next one arrives, so the last one can
+        # carry FIN without an extra empty frame.
+        previous: str | bytes | bytearray | memoryview | None = None
+        sent_any = False
+
+        async def push(chunk: str | bytes | bytearray | memoryview) -> None:
+            nonlocal kind, previous, sent_any
+            chunk_kind = str if isinstance(chunk, str) else bytes
+            if kind is None:
+                kind = chunk_kind
+            elif chunk_kind is not kind:
+                raise TypeError("a fragmented message mixes str and bytes chunks")
+            if previous is not None:
+                await self._send_frame(previous, False)
+                sent_any = True
+            previous = chunk
+
         async with self._send_lock:
-            kind: type | None = None
-            previous: str | bytes | bytearray | memoryview | None = None
-            sent_any = False
             try:
-                async for chunk in _iterate(chunks):
-                    chunk_kind = str if isinstance(chunk, str) else bytes
-                    if kind is None:
-                        kind = chunk_kind
-                    elif chunk_kind is not kind:
-                        raise TypeError("a fragmented message mixes str and bytes chunks")
-                    if previous is not None:
-                        await self._send_frame(previous, False)
-                        sent_any = True
-                    previous = chunk
+                if isinstance(chunks, AsyncIterable):
+                    async for chunk in chunks:
+                        await push(chunk)
+                else:
+                    for chunk in chunks:
+                        await push(chunk)
                 if previous is not None:
                     await self._send_frame(previous, True)
             except BaseException:
@@ -677,18 +688,6 @@ class MessageChunks:
         return item
 
 
-async def _iterate(
-    chunks: Iterable[str | bytes | bytearray | memoryview]
-    | AsyncIterable[str | bytes | bytearray | memoryview],
-) -> AsyncIterator[str | bytes | bytearray | memoryview]:
-    if isinstance(chunks, AsyncIterable):
-        async for chunk in chunks:
-            yield chunk
-    else:
-        for chunk in chunks:
-            yield chunk
-
-
 def _extension_names(extensions: Sequence[Extension]) -> tuple[str, ...]:
     return tuple(ext.name for ext in extensions)
 
@@ -759,13 +758,16 @@ def websocket_session(
     subprotocol: str | None = None,
     extensions: Sequence[Extension] = (),
     config: WebSocketConfig = _DEFAULT_CONFIG,
+    client: bool = False,
 ) -> AbstractAsyncContextManager[WebSocket]:
-    """Run the server side of a session over *stream* after a handshake done elsewhere.
+    """Run a session over *stream* after a handshake done elsewhere.
 
     The caller has already sent the 101 response; *prefetched* holds bytes read
     past the request head (they are the first WebSocket frames). *extensions*
     are the wsproto extension objects the handshake accepted (see
-    :func:`accept`), *request* the handshake request.
+    :func:`accept`), *request* the handshake request. With ``client=True`` the
+    session is the client's side (masked frames; it waits for the server to
+    close the TCP connection) and ignores server drains.
 
     ``async with websocket_session(stream, ...) as ws:`` starts the reader and
     writer tasks in a nursery of its own. Leaving the block closes the session:
@@ -774,10 +776,10 @@ def websocket_session(
     Inside a connection served by :class:`trio_upgrade.core.Server`, a graceful
     server drain closes the session with 1001 (``async for`` over it ends).
     """
-    conn = current_connection()
+    conn = None if client else current_connection()
     return open_session(
         stream,
-        client=False,
+        client=client,
         prefetched=prefetched,
         request=request if request is not None else HandshakeRequest("/"),
         subprotocol=subprotocol,
@@ -785,4 +787,3 @@ def websocket_session(
         config=config,
         shutdown=conn.shutdown if conn is not None else None,
     )
-

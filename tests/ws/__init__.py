@@ -1,0 +1,1 @@
+"""Tests of trio_upgrade.ws (layer 1: WebSocket sessions, standalone server, client)."""
