@@ -55,6 +55,7 @@ __all__ = [
     "ServerProcess",
     "ServerUnavailable",
     "WrkResult",
+    "code_version",
     "cpu_seconds",
     "format_table",
     "free_port",
@@ -488,12 +489,39 @@ def machine_description() -> dict[str, Any]:
     except OSError:
         pass
     return {
+        "code": code_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": model,
         "cores": os.cpu_count(),
         "python": sys.version.split()[0],
         "loadavg_before": os.getloadavg(),
     }
+
+
+def code_version() -> str:
+    """The commit measured, plus the library files changed since it (the servers
+    import the working tree, committed or not): ``"abc1234 + trio_upgrade/ws/_session.py"``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "trio_upgrade"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return " + ".join([head, *changed])
 
 
 @dataclass(slots=True)

@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
         f"median of {args.repeat} round(s); {machine['cores']} cores ({machine['cpu']}), "
-        f"load average before {machine['loadavg_before'][0]:.2f}.",
+        f"load average before {machine['loadavg_before'][0]:.2f}; code {machine['code']}.",
     ]
     verdicts = target_verdicts(rps, cpu_req)
     notes += verdicts

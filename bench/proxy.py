@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {"samples": samples, "status": status, "proxy_vs_direct": got}
     print(
         f"{machine['cores']} cores ({machine['cpu']}), load average before "
-        f"{machine['loadavg_before'][0]:.2f}; median of {args.repeat} round(s).",
+        f"{machine['loadavg_before'][0]:.2f}; median of {args.repeat} round(s); "
+        f"code {machine['code']}.",
         file=out,
     )
     if args.json:
