@@ -15,7 +15,6 @@ from trio_upgrade.ws._deflate import (
     negotiate_server,
 )
 
-
 DEFAULT = Deflate()
 
 

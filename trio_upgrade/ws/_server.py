@@ -34,6 +34,22 @@ logger = logging.getLogger("trio_upgrade.ws")
 HeaderPairs = Sequence[tuple[bytes, bytes]]
 
 
+# After refusing a handshake: how long to drain the client's unread bytes, so
+# that closing does not reset the connection and destroy our response in flight.
+_LINGER_SECONDS = 1.0
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    with trio.move_on_after(_LINGER_SECONDS):
+        try:
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+            while await stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+
 @dataclass(frozen=True, slots=True)
 class Accept:
     """A handshake hook's yes: the subprotocol to use (one the client offered) and extra headers."""
@@ -121,6 +137,7 @@ async def _serve_connection(
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
     if opened is None:
+        await _linger(stream)
         return
     request, prefetched, accepted = opened
     try:
