@@ -132,9 +132,10 @@ async def test_run_until_signal_returns_when_the_server_is_closed_elsewhere() ->
 async def test_run_until_signal_reports_the_listening_server() -> None:
     listeners = await open_listeners("127.0.0.1:0")
     server = Server(_noop, listeners)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(run_until_signal, server)
-        host, port = tcp(server.addresses[0])
-        async with await trio.open_tcp_stream(host, port) as client:
-            assert await receive_until_eof(client) == b""
-        await server.aclose()
+    with trio.fail_after(30):  # hang guard
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_until_signal, server)
+            host, port = tcp(server.addresses[0])
+            async with await trio.open_tcp_stream(host, port) as client:
+                assert await receive_until_eof(client) == b""
+            await server.aclose()
