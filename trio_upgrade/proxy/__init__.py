@@ -1,6 +1,35 @@
 """Layer 2: a streaming reverse proxy with Upgrade (WebSocket) tunnels.
 
-Imports ``http`` and ``core``; an upgraded connection is tunnelled as raw bytes.
+Imports ``http`` and ``core`` (and h11 for its client side); an upgraded
+connection is tunnelled as raw bytes, so no WebSocket code is involved.
+
+::
+
+    from trio_upgrade.http import serve
+    from trio_upgrade.proxy import Proxy, ProxyConfig
+
+    proxy = Proxy(
+        {"/": "unix:/run/site.sock", "/api": "http://127.0.0.1:8001"},
+        config=ProxyConfig(pool_size=64),
+    )
+    async with proxy:                          # closes pooled connections at the end
+        await serve(proxy, "0.0.0.0:8080")     # or: router.mount("/svc", proxy)
+
+- :class:`Proxy`: the HTTP handler (``await proxy(request)`` returns a
+  ``Response`` streamed from the backend, or a :class:`Tunnel` takeover for an
+  upgrade request); ``add_route``, ``statistics()``, ``aclose()``.
+- :class:`ProxyRoute` (prefix, backend, ``strip_prefix``, ``preserve_host``),
+  :class:`Backend` (``http://host:port[/base]`` or ``unix:/path.sock``),
+  :class:`ProxyConfig` (timeouts, pool, limits, forwarding headers),
+  :class:`ProxyStatistics`.
+- :class:`Tunnel` and :func:`pump`: the Upgrade takeover and its two-task byte pump.
+- Errors (:class:`ProxyError` tree): 502 :class:`BackendUnreachable` and
+  :class:`BadBackendResponse`, 504 :class:`BackendTimeout`.
+- Pure helpers: :func:`rewrite_request_headers`, :func:`rewrite_response_headers`,
+  :func:`forward_target`, :func:`is_upgrade_request`, :func:`connection_options`,
+  :data:`HOP_BY_HOP`, :func:`match_route`.
+
+See ``docs/proxy.md``.
 """
 
 from __future__ import annotations

@@ -59,7 +59,16 @@ class BackendConnection:
     async def receive(self, time_limit: float | None = None) -> bytes:
         """One read; ``b""`` at EOF or when the backend reset the connection
         (h11 then decides whether the message was complete)."""
-        with trio.move_on_after(_limit(time_limit)) as scope:
+        if time_limit is None:
+            # The common case (the caller's scope holds the deadline): no scope of our own.
+            try:
+                data = await self.stream.receive_some(self.read_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return b""
+            if data:
+                self.received = True
+            return data
+        with trio.move_on_after(time_limit) as scope:
             try:
                 data = await self.stream.receive_some(self.read_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
