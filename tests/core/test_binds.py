@@ -7,6 +7,7 @@ import os
 import socket
 import ssl
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -322,3 +323,26 @@ async def test_tls_peer_closing_without_close_notify_reads_as_eof(
 async def test_listener_address_rejects_listeners_without_a_socket() -> None:
     with pytest.raises(TypeError):
         listener_address(MemoryListener())
+
+
+async def test_star_host_listens_on_every_interface() -> None:
+    listeners = await open_listeners("*:0")
+    try:
+        assert listeners
+        for listener in listeners:
+            host, port = tcp(listener_address(listener))
+            assert host in ("0.0.0.0", "::")
+            assert port > 0
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract sockets are Linux-only")
+async def test_listener_address_of_an_abstract_unix_socket_is_a_str() -> None:
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(b"\0trio-upgrade-test-%d" % os.getpid())
+    sock.listen()
+    async with trio.SocketListener(sock) as listener:
+        address = listener_address(listener)
+        assert address == f"\0trio-upgrade-test-{os.getpid()}"

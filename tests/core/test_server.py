@@ -226,6 +226,18 @@ def test_connection_built_by_hand_on_a_memory_stream_has_no_addresses() -> None:
     assert "client=None" in repr(conn)
 
 
+def test_connection_takes_addresses_and_tls_from_its_builder() -> None:
+    _client, server = trio.testing.memory_stream_pair()
+    conn = Connection(
+        server,
+        nursery=None,  # type: ignore[arg-type]
+        client=("10.0.0.1", 1234),
+        server=("10.0.0.2", 443),
+        tls=True,
+    )
+    assert (conn.client, conn.server, conn.tls) == (("10.0.0.1", 1234), ("10.0.0.2", 443), True)
+
+
 async def test_current_connection_is_set_in_the_handler_and_the_tasks_it_starts() -> None:
     listener = MemoryListener()
     seen: dict[str, Connection | None] = {}
@@ -501,6 +513,30 @@ async def test_an_idle_listener_does_not_use_up_a_connection_slot() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert started == 3
         await running.stop("aclose")
+
+
+async def test_connection_waiting_for_a_slot_is_closed_on_shutdown_unserved(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Accepted while the server was full, it never reaches a handler."""
+    first, second = MemoryListener(), MemoryListener()
+    served: list[str] = []
+
+    async def handler(conn: Connection) -> None:
+        served.append("handler")
+        with conn.shutdown.idle():
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        running = await _serve(nursery, handler, [first, second], max_connections=1)
+        await first.connect()
+        await trio.testing.wait_all_tasks_blocked()
+        waiting = await second.connect()
+        await trio.testing.wait_all_tasks_blocked()
+        assert second.accepted == 1
+        await running.stop("aclose")
+    assert served == ["handler"]
+    assert await receive_until_eof(waiting) == b""
 
 
 # ---------------------------------------------------------- graceful shutdown
