@@ -350,7 +350,10 @@ class Server:
                 # in the kernel's backlog; its handler starts when a slot frees.
                 await self._limiter.acquire()
             except BaseException:
-                await trio.aclose_forcefully(stream)
+                # Shielded so that the original exception, not a new Cancelled
+                # from this checkpoint, is what propagates.
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
                 raise
             conns.start_soon(self._run_one, stream)
 
