@@ -7,7 +7,7 @@ imports). Its modules are therefore imported by their own names.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -164,9 +164,12 @@ async def open_memory_connection(
     shutdown: Shutdown | None = None,
     tls: bool = False,
     lockstep: bool = False,
+    wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None,
 ) -> AsyncIterator[MemoryClient]:
     """Serve *app* on one in-memory connection, as :class:`trio_upgrade.core.Server`
-    would: a per-connection nursery, the stream closed when the loop returns."""
+    would: a per-connection nursery, the stream closed when the loop returns.
+
+    *wrap* replaces the server's end of the stream (to inject failures)."""
     if lockstep:
         client_stream, server_stream = trio.testing.lockstep_stream_pair()
     else:
@@ -177,7 +180,7 @@ async def open_memory_connection(
         try:
             async with trio.open_nursery() as nursery:
                 conn = Connection(
-                    server_stream,
+                    server_stream if wrap is None else wrap(server_stream),
                     nursery,
                     client=CLIENT,
                     server=SERVER,
@@ -197,6 +200,32 @@ async def open_memory_connection(
             yield client
         finally:
             await trio.aclose_forcefully(client_stream)
+
+
+class FailingSendStream(trio.abc.Stream):
+    """Passes everything through, except that send number *fail_at* (1-based) raises
+    :class:`trio.BrokenResourceError`. Every send attempt is recorded."""
+
+    def __init__(self, stream: trio.abc.Stream, fail_at: int) -> None:
+        self.stream = stream
+        self.fail_at = fail_at
+        self.sends: list[bytes] = []
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sends.append(bytes(data))
+        if len(self.sends) == self.fail_at:
+            await trio.lowlevel.checkpoint()
+            raise trio.BrokenResourceError("injected failure")
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 async def receive_until_eof(stream: trio.abc.ReceiveStream) -> bytes:

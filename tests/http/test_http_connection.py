@@ -7,6 +7,7 @@ that involve a timeout run on trio's autojump clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import trio
 import trio.testing
-from _http_helpers import CLIENT, SERVER, open_memory_connection
+from _http_helpers import CLIENT, SERVER, FailingSendStream, open_memory_connection
 
 from trio_upgrade.core import Shutdown
 from trio_upgrade.http import (
@@ -692,6 +693,68 @@ async def test_client_going_away_mid_response_ends_the_connection_quietly() -> N
         await client.stream.aclose()
         await client.finished.wait()
     assert closed == ["closed"]
+
+
+async def test_nothing_more_is_written_after_a_failed_write() -> None:
+    """A failed write leaves the connection dead (h11 ``send_failed``): the rest of
+    the streamed body, and the pipelined request behind it, get no bytes."""
+    streams: list[FailingSendStream] = []
+    closed: list[str] = []
+
+    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
+        streams.append(FailingSendStream(stream, fail_at=2))
+        return streams[0]
+
+    async def app(request: Request) -> Response:
+        async def parts() -> AsyncIterator[bytes]:
+            try:
+                for part in (b"a", b"b", b"c"):
+                    yield part
+            finally:
+                closed.append("closed")
+
+        return Response(parts())
+
+    async with open_memory_connection(app, wrap=wrap) as client:
+        await client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n" * 2)
+        await client.finished.wait()
+    (stream,) = streams
+    assert len(stream.sends) == 2  # the head, then the failed first chunk
+    assert closed == ["closed"]
+
+
+async def test_response_after_a_failed_100_continue_is_not_written() -> None:
+    """Even if the handler swallows the failure of the ``100 Continue`` write and
+    answers, the dead connection is not written to again."""
+    streams: list[FailingSendStream] = []
+
+    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
+        streams.append(FailingSendStream(stream, fail_at=1))
+        return streams[0]
+
+    async def app(request: Request) -> Response:
+        with contextlib.suppress(Exception):
+            await request.read()
+        return Response.text("too late")
+
+    async with open_memory_connection(app, wrap=wrap) as client:
+        await client.send(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+        )
+        await client.finished.wait()
+    (stream,) = streams
+    assert stream.sends == [b"HTTP/1.1 100 \r\n\r\n"]
+
+
+async def test_handler_setting_connection_close_closes_after_the_response() -> None:
+    async def app(request: Request) -> Response:
+        return Response.text("bye", headers={"Connection": "close"})
+
+    async with open_memory_connection(app) as client:
+        response = await client.request("GET", "/")
+        assert response.body == b"bye"
+        assert response.headers.get_tokens("connection") == ["close"]
+        await client.assert_closed()
 
 
 # Connection-level limits and logging ------------------------------------------
