@@ -198,9 +198,13 @@ class Server:
     its own task with its own nursery (:attr:`Connection.nursery`); an
     exception escaping a handler is logged and ends that connection only.
 
-    At most *max_connections* connections run at once; above that, accepting
-    waits (the kernel's backlog holds new arrivals). *grace_period* bounds a
-    graceful shutdown (see the module docstring).
+    At most *max_connections* handlers run at once; above that, accepting
+    waits (the kernel's backlog holds new arrivals). With several listeners,
+    each may hold one accepted stream waiting for a slot; such a stream is
+    closed unserved if the server shuts down first. *grace_period* (seconds,
+    ``math.inf`` for none) bounds a graceful shutdown (see the module
+    docstring). Errors a handler raises while it is being cancelled at the end
+    of the grace period are logged like any other.
     """
 
     def __init__(
