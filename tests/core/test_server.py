@@ -798,3 +798,41 @@ async def test_idle_scopes_are_all_cancelled_on_begin_and_only_while_entered() -
     assert caught == [True, True]
     # A scope already exited is left alone.
     assert not finished_early.cancel_called
+
+
+async def test_cancel_on_drain_cancels_a_registered_scope_when_draining_begins() -> None:
+    shutdown = Shutdown()
+    caught: list[bool] = []
+
+    async def wait_idle() -> None:
+        with trio.CancelScope() as scope:
+            shutdown.cancel_on_drain(scope)
+            try:
+                await trio.sleep_forever()
+            finally:
+                shutdown.forget(scope)
+        caught.append(scope.cancelled_caught)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait_idle)
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin()
+    assert caught == [True]
+
+
+def test_cancel_on_drain_after_draining_cancels_the_scope_at_once() -> None:
+    shutdown = Shutdown()
+    shutdown.begin()
+    scope = trio.CancelScope()
+    shutdown.cancel_on_drain(scope)
+    assert scope.cancel_called
+
+
+def test_a_forgotten_scope_is_not_cancelled_by_a_later_drain() -> None:
+    shutdown = Shutdown()
+    scope = trio.CancelScope()
+    shutdown.cancel_on_drain(scope)
+    shutdown.forget(scope)
+    shutdown.forget(scope)  # forgetting twice is harmless
+    shutdown.begin()
+    assert not scope.cancel_called
