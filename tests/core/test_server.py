@@ -820,7 +820,7 @@ async def test_cancel_on_drain_cancels_a_registered_scope_when_draining_begins()
     assert caught == [True]
 
 
-def test_cancel_on_drain_after_draining_cancels_the_scope_at_once() -> None:
+async def test_cancel_on_drain_after_draining_cancels_the_scope_at_once() -> None:
     shutdown = Shutdown()
     shutdown.begin()
     scope = trio.CancelScope()
@@ -828,7 +828,7 @@ def test_cancel_on_drain_after_draining_cancels_the_scope_at_once() -> None:
     assert scope.cancel_called
 
 
-def test_a_forgotten_scope_is_not_cancelled_by_a_later_drain() -> None:
+async def test_a_forgotten_scope_is_not_cancelled_by_a_later_drain() -> None:
     shutdown = Shutdown()
     scope = trio.CancelScope()
     shutdown.cancel_on_drain(scope)
