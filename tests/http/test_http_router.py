@@ -216,6 +216,9 @@ def test_mounting_a_plain_handler_matches_everything_under_the_prefix() -> None:
     root = Router()
     root.mount("/legacy", ok)
     assert root.match("DELETE", "/legacy/x/y") == RouteMatch(ok, {})
+    assert root.match("GET", "/legacy") == RouteMatch(ok, {})
+    # The prefix ends at a segment boundary.
+    assert isinstance(root.match("GET", "/legacyx"), NotFound)
 
 
 @pytest.mark.parametrize("prefix", ["api", "/api/", "/"])

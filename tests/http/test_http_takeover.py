@@ -7,10 +7,17 @@ import logging
 import pytest
 import trio
 import trio.testing
-from _http_helpers import open_memory_connection, receive_until_eof
+from _http_helpers import CLIENT, SERVER, open_memory_connection, receive_until_eof
 
-from trio_upgrade.core import PrefixedStream
-from trio_upgrade.http import HTTPConfig, Request, Response, Router, Takeover
+from trio_upgrade.core import Connection, PrefixedStream
+from trio_upgrade.http import (
+    HTTPConfig,
+    Request,
+    Response,
+    Router,
+    Takeover,
+    serve_http_connection,
+)
 
 
 class Recorder:
@@ -190,3 +197,24 @@ async def test_takeover_is_logged_at_debug_only(caplog: pytest.LogCaptureFixture
             await client.send(UPGRADE_HEAD + b"END")
             await client.finished.wait()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_http_layer_closes_the_stream_when_take_over_returns(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The caller of serve_http_connection does not close anything here: the EOF
+    the client sees comes from the HTTP layer itself."""
+
+    class Goodbye:
+        async def take_over(
+            self, stream: trio.abc.Stream, prefetched: bytes, request: Request
+        ) -> None:
+            await stream.send_all(b"bye")
+
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        conn = Connection(server_stream, nursery, client=CLIENT, server=SERVER)
+        await client_stream.send_all(UPGRADE_HEAD)
+        await serve_http_connection(conn, takeover_app(Goodbye()))
+    with trio.fail_after(60):  # a missing close would block here forever
+        assert await receive_until_eof(client_stream) == b"bye"
