@@ -76,13 +76,21 @@ def backend_app(state: BackendState, name: str) -> Router:
         pause = int(request.query.get("pause", "-1") or -1)
         digest = hashlib.sha256()
         size = 0
-        async for chunk in request.body:
-            digest.update(chunk)
-            size += len(chunk)
-            state.consumed += len(chunk)
-            if 0 <= pause <= size:
-                pause = -1
-                await state.upload_gate.wait()
+        chunks = aiter(request.body)
+        try:
+            async for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                state.consumed += len(chunk)
+                if 0 <= pause <= size:
+                    pause = -1
+                    await state.upload_gate.wait()
+        finally:
+            # Cancelled while paused (at teardown): close the body's generator here.
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with trio.CancelScope(shield=True):
+                    await aclose()
         return Response.json({"size": size, "sha256": digest.hexdigest()})
 
     @app.post("/reject")

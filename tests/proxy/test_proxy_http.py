@@ -479,3 +479,57 @@ async def test_client_body_past_max_body_size_is_413(env: Env, nursery: trio.Nur
         address = await start_proxy(nursery, proxy)
         reply = await fetch(address, "POST", "/b/upload", body=b"x" * 5000)
     assert reply.status == 413
+
+
+async def test_connect_is_refused_with_405(env: Env) -> None:
+    reply = await fetch(env.address, "CONNECT", "/a/echo")
+    assert reply.status == 405
+
+
+def test_a_prefix_can_have_one_route_only() -> None:
+    proxy = Proxy({"/a": "http://127.0.0.1:1"})
+    with pytest.raises(ValueError, match="exists already"):
+        proxy.add_route("/a", "unix:/elsewhere.sock")
+
+
+async def test_backend_not_reading_the_upload_is_504(
+    autojump_clock: trio.testing.MockClock, env: Env, nursery: trio.Nursery
+) -> None:
+    proxy = Proxy(env.proxy.routes, config=ProxyConfig(write_timeout=5.0))
+    async with proxy:
+        address = await start_proxy(nursery, proxy)
+        client = await Client.open(address)
+        try:
+            async with trio.open_nursery() as inner:
+
+                async def send() -> None:
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        await client.send_request(
+                            "POST",
+                            "/a/upload?pause=0",  # the backend reads nothing, ever
+                            headers=[("content-length", str(BIG))],
+                            body=generate(BIG),
+                        )
+
+                inner.start_soon(send)
+                reply = await client.read_response()
+                inner.cancel_scope.cancel()
+        finally:
+            await client.aclose()
+    assert (reply.status, reply.body) == (504, b"504 Gateway Timeout\n")
+    assert proxy.statistics().idle_connections == 0
+
+
+async def test_client_leaving_mid_upload_discards_the_backend_connection(env: Env) -> None:
+    client = await Client.open(env.address)
+    await client.stream.send_all(
+        b"POST /b/upload HTTP/1.1\r\nhost: h\r\ncontent-length: 1000000\r\n\r\n" + b"x" * 5000
+    )
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert env.state.consumed == 5000
+    await client.aclose()
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    stats = env.proxy.statistics()
+    assert (stats.connections_opened, stats.idle_connections) == (1, 0)
+    assert (await fetch(env.address, "POST", "/b/upload", body=b"abc")).status == 200
+    assert env.proxy.statistics().connections_opened == 2

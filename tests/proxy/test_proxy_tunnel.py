@@ -411,3 +411,62 @@ async def test_upgrade_to_a_silent_backend_is_504(
             await stream.send_all(UPGRADE)
             data = await read_to_eof(stream)
     assert data.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
+
+
+async def test_upgrade_request_body_is_forwarded(nursery: trio.Nursery, sock_dir: str) -> None:
+    async def show_body(stream: trio.SocketStream) -> None:
+        head, rest = await read_request_head(stream)
+        assert b"content-length: 5" in head.lower()
+        body = await read_until(stream, rest, b"hello")
+        await stream.send_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-raw\r\n\r\n" + body)
+
+    proxy, address = await raw_env(nursery, sock_dir, show_body)
+    async with proxy:
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            await stream.send_all(
+                b"POST /raw HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: x-raw\r\n"
+                b"content-length: 5\r\n\r\nhello"
+            )
+            with trio.fail_after(30):
+                data = await read_to_eof(stream)
+    assert data.startswith(b"HTTP/1.1 101 ")
+    assert data.endswith(b"\r\n\r\nhello")
+
+
+async def test_chunked_refusal_is_relayed_delimited_by_close(
+    nursery: trio.Nursery, sock_dir: str
+) -> None:
+    async def refuse_slowly(stream: trio.SocketStream) -> None:
+        await read_request_head(stream)
+        await stream.send_all(
+            b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n"
+            b"connection: keep-alive\r\n\r\n5\r\nfirst\r\n"
+        )
+        await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+        await stream.send_all(b"7\r\n, then\n\r\n0\r\n\r\n")
+
+    proxy, address = await raw_env(nursery, sock_dir, refuse_slowly)
+    async with proxy:
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            await stream.send_all(UPGRADE)
+            with trio.fail_after(30):
+                data = await read_to_eof(stream)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[1:] == [b"connection: close"]
+    assert body == b"first, then\n"
+
+
+async def test_garbage_answer_to_an_upgrade_is_502(nursery: trio.Nursery, sock_dir: str) -> None:
+    async def garbage(stream: trio.SocketStream) -> None:
+        await read_request_head(stream)
+        await stream.send_all(b"\x00\x01 not http\r\n\r\n")
+
+    proxy, address = await raw_env(nursery, sock_dir, garbage)
+    async with proxy:
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            await stream.send_all(UPGRADE)
+            data = await read_to_eof(stream)
+    assert data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
