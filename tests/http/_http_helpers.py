@@ -170,6 +170,8 @@ async def open_memory_connection(
     would: a per-connection nursery, the stream closed when the loop returns.
 
     *wrap* replaces the server's end of the stream (to inject failures)."""
+    client_stream: trio.abc.HalfCloseableStream
+    server_stream: trio.abc.HalfCloseableStream
     if lockstep:
         client_stream, server_stream = trio.testing.lockstep_stream_pair()
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import pytest
 import trio
@@ -251,7 +251,7 @@ async def test_head_of_a_streamed_response_does_not_iterate_it_but_closes_it() -
     events: list[str] = []
 
     async def app(request: Request) -> Response:
-        async def parts() -> AsyncIterator[bytes]:
+        async def parts() -> AsyncGenerator[bytes, None]:
             try:
                 yield b"x"
                 yield b"y"

@@ -79,7 +79,7 @@ def test_update_replaces_every_field_of_each_incoming_name() -> None:
 
 def test_from_raw_wraps_a_read_only_sequence_and_copies_on_change() -> None:
     raw = ((b"host", b"example"),)
-    headers = Headers.from_raw(raw)  # type: ignore[arg-type]
+    headers = Headers.from_raw(raw)
     headers.add("x", "1")
     assert raw == ((b"host", b"example"),)
     assert headers.items() == [("host", "example"), ("x", "1")]

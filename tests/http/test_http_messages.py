@@ -38,7 +38,7 @@ class ChunkSource:
 
 async def collect(body: object) -> list[bytes]:
     assert hasattr(body, "__aiter__")
-    return [chunk async for chunk in body]  # type: ignore[attr-defined]
+    return [chunk async for chunk in body]
 
 
 # Response ---------------------------------------------------------------------
@@ -74,6 +74,7 @@ def test_text_html_json_helpers() -> None:
     assert data.headers["content-type"] == "application/json"
     assert data.body == '{"b":[1,2],"s":"é"}'.encode()
     pretty = Response.json({"a": 1}, indent=2)
+    assert isinstance(pretty.body, bytes)
     assert json.loads(pretty.body) == {"a": 1} and b"\n" in pretty.body
 
 

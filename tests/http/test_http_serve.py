@@ -59,15 +59,22 @@ async def serving(
             yield server, http
 
 
+def tcp_address(server: Server) -> tuple[str, int]:
+    """The first bind's (host, port); the tests bind TCP first."""
+    address = server.addresses[0]
+    assert isinstance(address, tuple)
+    return address
+
+
 def base_url(server: Server, scheme: str = "http") -> str:
-    host, port = server.addresses[0]  # type: ignore[misc]
+    host, port = tcp_address(server)
     if ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
 
 
 async def open_raw(server: Server) -> tuple[trio.SocketStream, ResponseReader]:
-    host, port = server.addresses[0]  # type: ignore[misc]
+    host, port = tcp_address(server)
     stream = await trio.open_tcp_stream(host, port)
     return stream, ResponseReader(stream)
 
@@ -113,7 +120,7 @@ def make_app() -> Router:
 
 async def test_serve_reports_its_bound_port_and_answers_httpx() -> None:
     async with running(make_app(), "127.0.0.1:0") as server:
-        host, port = server.addresses[0]  # type: ignore[misc]
+        host, port = tcp_address(server)
         assert host == "127.0.0.1" and port > 0
         async with httpx.AsyncClient(base_url=base_url(server)) as client:
             response = await client.get("/")
@@ -469,7 +476,7 @@ async def test_graceful_shutdown_finishes_in_flight_request_and_closes_idle_ones
         server: Server = await nursery.start(
             lambda task_status: serve(app, "127.0.0.1:0", grace_period=30, task_status=task_status)
         )
-        host, port = server.addresses[0]  # type: ignore[misc]
+        host, port = tcp_address(server)
         idle, idle_reader = await open_raw(server)
         busy, busy_reader = await open_raw(server)
         await idle.send_all(b"GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
