@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _proxy_env import Env, start_proxy
 from _proxy_helpers import Client, fetch, pattern, pattern_digest, read_request_head, start_raw
-from conftest import Env, start_proxy
 
 from trio_upgrade.http import Request, Response, Router
 from trio_upgrade.proxy import Backend, Proxy, ProxyConfig

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from _proxy_env import BackendState, backend_app, start_proxy
 from _proxy_helpers import read_request_head, start_http, start_raw
-from conftest import BackendState, backend_app, start_proxy
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request as WSRequest
 from websockets.http11 import Response as WSResponse
