@@ -98,12 +98,14 @@ class _Abort(Exception):
 class _Body:
     """The body source of one request, valid until its response is finished."""
 
-    __slots__ = ("done", "owner", "received", "timed_out")
+    __slots__ = ("done", "owner", "pending", "received", "timed_out")
 
     def __init__(self, owner: _HTTPConnection) -> None:
         self.owner: _HTTPConnection | None = owner
         # True once h11 produced EndOfMessage for this request.
         self.done = False
+        # A first chunk h11 had already buffered when the request arrived.
+        self.pending = b""
         # Body bytes handed out so far, to tell how much is left unread.
         self.received = 0
         # True after a body read timed out: the client is too slow to drain.
@@ -114,6 +116,11 @@ class _Body:
         if owner is None:
             await trio.lowlevel.checkpoint()
             raise RuntimeError("the request body can only be read while the request is handled")
+        if self.pending:
+            await trio.lowlevel.checkpoint()
+            data, self.pending = self.pending, b""
+            self.received += len(data)
+            return data
         if self.done:
             await trio.lowlevel.checkpoint()
             return b""
@@ -133,6 +140,7 @@ class _HTTPConnection:
     __slots__ = (
         "_deadline",
         "_expired",
+        "_now",
         "_period",
         "_scope",
         "_waiting",
@@ -166,6 +174,8 @@ class _HTTPConnection:
         self._expired = _NOT_WAITING
         self._scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
+        # trio.current_time() without its two layers of indirection.
+        self._now = trio.lowlevel.current_clock().current_time
         timeouts = [
             t
             for t in (config.header_timeout, config.keepalive_timeout, config.write_timeout)
@@ -222,6 +232,10 @@ class _HTTPConnection:
         config = self.config
         shutdown = self.conn.shutdown
         head_deadline: float | None = None
+        # Bytes fed to h11 while this head was read, plus what it held before:
+        # h11 bounds only a head still incomplete, so a head that arrived whole
+        # is measured here (cheaply: only when enough bytes came to exceed it).
+        fed = len(h.trailing_data[0])
         while True:
             try:
                 event = h.next_event()
@@ -229,13 +243,12 @@ class _HTTPConnection:
                 await self._send_error(exc.error_status_hint, str(exc))
                 return None
             if event is h11.NEED_DATA:
-                if head_deadline is None and not h.trailing_data[0]:
+                if head_deadline is None and not fed:
                     # Idle: no byte of the next request yet. A graceful shutdown
                     # ends the connection now.
                     first = self.requests == 0
-                    deadline = _deadline(
-                        config.header_timeout if first else config.keepalive_timeout
-                    )
+                    timeout = config.header_timeout if first else config.keepalive_timeout
+                    deadline = math.inf if timeout is None else self._now() + timeout
                     shutdown.cancel_on_drain(self._scope)
                     try:
                         data = await self._wait_read(_IDLE, deadline)
@@ -250,10 +263,11 @@ class _HTTPConnection:
                     if head_deadline is None:
                         head_deadline = _deadline(config.header_timeout)
                     data = await self._wait_read(_HEAD, head_deadline)
-                h.receive_data(bytes(data))
+                fed += len(data)
+                h.receive_data(data)
                 continue
             if type(event) is h11.Request:
-                if _head_size(event) > config.max_header_size:
+                if fed > config.max_header_size and _head_size(event) > config.max_header_size:
                     await self._send_error(431, "Request head too large")
                     return None
                 return event
@@ -290,7 +304,7 @@ class _HTTPConnection:
             return
         timeout = self.config.write_timeout
         if timeout is not None:
-            self._deadline = trio.current_time() + timeout
+            self._deadline = self._now() + timeout
             self._waiting = _WRITE
         try:
             await self.stream.send_all(data)
@@ -301,28 +315,26 @@ class _HTTPConnection:
             self._waiting = _NOT_WAITING
             self._deadline = math.inf
 
-    def _response_headers(self, response: Response, close: bool) -> list[tuple[bytes, bytes]]:
-        headers = list(response.headers.raw)
+    async def _send_response(self, response: Response, head_only: bool, close: bool) -> int:
+        """Write *response*; return the number of body bytes sent."""
+        h = self.h11
         config = self.config
+        headers = list(response.headers.raw)
         if config.date_header:
             headers.append((b"date", _http_date()))
         if config.server_header is not None:
             headers.append((b"server", config.server_header.encode("latin-1")))
         if close:
             headers.append((b"connection", b"close"))
-        return headers
-
-    async def _send_response(self, response: Response, head_only: bool, close: bool) -> int:
-        """Write *response*; return the number of body bytes sent."""
-        h = self.h11
-        headers = self._response_headers(response, close)
         body = response.body
         status = response.status
         if isinstance(body, (bytes, bytearray, memoryview)):
-            if status not in _NO_BODY_STATUSES and not any(
-                name == b"content-length" for name, _ in headers
-            ):
-                headers.append((b"content-length", str(len(body)).encode("ascii")))
+            if status not in _NO_BODY_STATUSES:
+                for name, _ in headers:
+                    if name == b"content-length":
+                        break
+                else:
+                    headers.append((b"content-length", str(len(body)).encode("ascii")))
             head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
             assert head is not None
             if head_only or not body or h.our_state is h11.DONE:
@@ -432,18 +444,30 @@ class _HTTPConnection:
         conn = self.conn
         started = time.perf_counter() if self.config.access_log else 0.0
         body_source = _Body(self)
+        # Most requests have no body, and h11 can say so at once: then nothing
+        # needs draining after the response. A first chunk already buffered is
+        # kept for the handler.
+        try:
+            peeked = h.next_event()
+        except h11.RemoteProtocolError:
+            pass  # raised again when the handler reads the body
+        else:
+            if type(peeked) is h11.EndOfMessage:
+                body_source.done = True
+            elif type(peeked) is h11.Data:
+                body_source.pending = bytes(peeked.data)
         method = event.method.decode("ascii")
-        request = Request(
+        request = Request._from_wire(
             method,
             event.target.decode("latin-1"),
-            headers=Headers.from_raw(event.headers),
-            body=body_source,
-            http_version=event.http_version.decode("ascii"),
-            client=conn.client,
-            server=conn.server,
-            scheme=self.scheme,
-            max_body_size=self.config.max_body_size,
-            connection=conn,
+            Headers.from_raw(event.headers),
+            body_source,
+            "1.1" if event.http_version == b"1.1" else event.http_version.decode("ascii"),
+            conn.client,
+            conn.server,
+            self.scheme,
+            self.config.max_body_size,
+            conn,
         )
         head_only = method == "HEAD"
         self.requests += 1

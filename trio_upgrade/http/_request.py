@@ -213,6 +213,52 @@ class Request:
         self._cached: bytes | None = None
         self._query: QueryParams | None = None
 
+    @classmethod
+    def _from_wire(
+        cls,
+        method: str,
+        target: str,
+        headers: Headers,
+        source: BodySource,
+        http_version: str,
+        client: Address | None,
+        server: Address | None,
+        scheme: str,
+        max_body_size: int | None,
+        connection: Connection | None,
+    ) -> Request:
+        """The connection loop's constructor: positional, no conversions.
+
+        A request's cost is mostly fixed overhead, so the hot path skips the
+        keyword handling and type checks of ``__init__``.
+        """
+        self = cls.__new__(cls)
+        self.method = method
+        self.target = target
+        if "?" in target:
+            path, _, self.query_string = target.partition("?")
+        else:
+            path = target
+            self.query_string = ""
+        if path[:1] != "/" and "://" in path:
+            path = "/" + path.partition("://")[2].partition("/")[2]
+        self.path = unquote(path) if "%" in path else path
+        self.headers = headers
+        self.http_version = http_version
+        self.client = client
+        self.server = server
+        self.scheme = scheme
+        self.path_params = {}
+        self.root_path = ""
+        self.max_body_size = max_body_size
+        self.connection = connection
+        self.state = {}
+        self._source = source
+        self._body = None
+        self._cached = None
+        self._query = None
+        return self
+
     @property
     def query(self) -> QueryParams:
         """Parsed query parameters (parsed on first use)."""

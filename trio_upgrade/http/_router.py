@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar, final
 
 from ._errors import HTTPError
@@ -108,7 +109,7 @@ class RouteMatch:
     """The route found, with its parameters and the prefix of any mounts crossed."""
 
     handler: Handler
-    params: dict[str, Any]
+    params: Mapping[str, Any]
     route: Route | None = None
 
 
@@ -127,6 +128,8 @@ class MethodNotAllowed:
 Match = RouteMatch | NotFound | MethodNotAllowed
 
 _NOT_FOUND = NotFound()
+# Shared by every match of a literal route: read-only so no caller can change it.
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 
 
 @final
@@ -142,7 +145,9 @@ class Router:
 
     def __init__(self, *, middleware: Iterable[Middleware] = ()) -> None:
         # Literal paths: path -> method -> route (a dict look-up, no regex).
-        self._static: dict[str, dict[str, Route]] = {}
+        # Literal paths: path -> method -> match, built once (the match of a
+        # literal route has no parameters, so one value serves every request).
+        self._static: dict[str, dict[str, RouteMatch]] = {}
         # Patterns with parameters, tried in order.
         self._dynamic: list[Route] = []
         # (prefix, app, router if the app is a Router) in registration order.
@@ -172,8 +177,9 @@ class Router:
             compile_pattern(pattern)  # validates
             route = Route(pattern, frozenset(method_set), handler, name)
             by_method = self._static.setdefault(pattern, {})
+            found = RouteMatch(handler, _NO_PARAMS, route)
             for method in method_set:
-                by_method.setdefault(method, route)
+                by_method.setdefault(method, found)
         return route
 
     def route(
@@ -227,8 +233,9 @@ class Router:
         """Every route of this router (not of mounted ones), in registration order."""
         seen: dict[int, Route] = {}
         for by_method in self._static.values():
-            for route in by_method.values():
-                seen.setdefault(id(route), route)
+            for found in by_method.values():
+                assert found.route is not None
+                seen.setdefault(id(found.route), found.route)
         return [*seen.values(), *self._dynamic]
 
     def url_path_for(self, name: str, **params: Any) -> str:
@@ -275,9 +282,9 @@ class Router:
         allowed: set[str] = set()
         by_method = self._static.get(path)
         if by_method is not None:
-            route = by_method.get(method)
-            if route is not None:
-                return RouteMatch(route.handler, {}, route)
+            found = by_method.get(method)
+            if found is not None:
+                return found
             allowed.update(by_method)
         for route in self._dynamic:
             params = route.match_path(path)
