@@ -533,3 +533,28 @@ async def test_client_leaving_mid_upload_discards_the_backend_connection(env: En
     assert (stats.connections_opened, stats.idle_connections) == (1, 0)
     assert (await fetch(env.address, "POST", "/b/upload", body=b"abc")).status == 200
     assert env.proxy.statistics().connections_opened == 2
+
+
+async def test_head_of_a_chunked_resource_gets_no_invented_length(env: Env) -> None:
+    reply = await fetch(env.address, "HEAD", "/a/stream?size=1000&chunked=1")
+    assert (reply.status, reply.body) == (200, b"")
+    assert reply.header(b"content-length") is None
+    assert reply.header(b"transfer-encoding") == b"chunked"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_bodiless_statuses_get_no_content_length(
+    nursery: trio.Nursery, sock_dir: str, status: int
+) -> None:
+    async def bodiless(stream: trio.SocketStream) -> None:
+        await read_request_head(stream)
+        await stream.send_all(b'HTTP/1.1 %d Nothing\r\netag: "v1"\r\n\r\n' % status)
+        await stream.receive_some(65536)
+
+    backend = await start_raw(nursery, bodiless, f"{sock_dir}/bodiless.sock")
+    async with Proxy(backend) as proxy:
+        address = await start_proxy(nursery, proxy)
+        reply = await fetch(address, "GET", "/")
+        assert proxy.statistics().idle_connections == 1
+    assert (reply.status, reply.body, reply.header(b"etag")) == (status, b"", b'"v1"')
+    assert reply.header(b"content-length") is None

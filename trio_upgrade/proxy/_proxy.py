@@ -272,7 +272,7 @@ class Proxy:
                     head = await self._exchange_with_body(conn, forwarded, request)
                 else:
                     head = await self._exchange(conn, forwarded)
-                return self._relay(conn, head)
+                return self._relay(conn, head, request.method == "HEAD")
             except _Stale:
                 # The backend closed an idle connection as we reused it; the
                 # request had no body, so sending it again is safe — once.
@@ -353,7 +353,7 @@ class Proxy:
                 continue
             raise BadBackendResponse(f"{conn.backend} closed the connection without answering")
 
-    def _relay(self, conn: BackendConnection, head: h11.Response) -> Response:
+    def _relay(self, conn: BackendConnection, head: h11.Response, head_request: bool) -> Response:
         """The client's response: the backend's head, and its body streamed."""
         headers = [
             (name, value)
@@ -375,14 +375,38 @@ class Proxy:
                 continue
             if type(event) is h11.EndOfMessage:
                 self._pool.release(conn)
-                return Response(
-                    b"".join(chunks), status=head.status_code, headers=Headers.from_raw(headers)
-                )
+                status = head.status_code
+                if (head_request or status in (204, 304)) and not any(
+                    name == b"content-length" for name, _ in headers
+                ):
+                    # No body by definition, and no length to invent: a bytes
+                    # body would make the HTTP server add "Content-Length: 0"
+                    # (wrong for HEAD, forbidden for 204); an empty stream lets
+                    # it frame the head as the backend did.
+                    return Response(_NO_BODY, status=status, headers=Headers.from_raw(headers))
+                return Response(b"".join(chunks), status=status, headers=Headers.from_raw(headers))
             break
         if event is not h11.NEED_DATA:
             raise BadBackendResponse(f"{conn.backend} closed the connection mid-response")
         body = _ResponseBody(self._pool, conn, b"".join(chunks), self._config.read_timeout)
         return Response(body, status=head.status_code, headers=Headers.from_raw(headers))
+
+
+@final
+class _NoBody:
+    """An empty response body that is not ``bytes`` (see ``Proxy._relay``)."""
+
+    __slots__ = ()
+
+    def __aiter__(self) -> _NoBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        await trio.lowlevel.checkpoint()
+        raise StopAsyncIteration
+
+
+_NO_BODY = _NoBody()
 
 
 @final
