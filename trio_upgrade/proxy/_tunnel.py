@@ -110,8 +110,8 @@ class Tunnel:
         parts.append(h.send(h11.EndOfMessage()))
         await conn.send(b"".join(p for p in parts if p), config.write_timeout)
 
-        deadline = math.inf if config.response_timeout is None else config.response_timeout
-        with trio.move_on_after(deadline) as scope:
+        limit = math.inf if config.response_timeout is None else config.response_timeout
+        with trio.move_on_after(limit) as scope:
             head = await _read_answer(conn)
         if scope.cancelled_caught:
             raise BackendTimeout(f"no response head within {config.response_timeout} s")
