@@ -37,7 +37,8 @@ def _imports(path: Path) -> list[tuple[str, int]]:
     """Absolute module names imported by *path*, relative imports resolved."""
     tree = ast.parse(path.read_text(), str(path))
     rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    package_parts = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    # The package a module (or an __init__) belongs to: its parent folders.
+    package_parts = list(rel.parts[:-1])
     found: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
