@@ -21,6 +21,7 @@ from ..core import Connection
 from ._config import HTTPConfig
 from ._errors import ClientDisconnected, HTTPError, RequestTimeout
 from ._headers import Headers
+from ._request import _UNKNOWN as _UNKNOWN_UPGRADE
 from ._request import Request
 from ._response import Response, reason_phrase
 from ._router import Handler, error_response
@@ -468,6 +469,9 @@ class _HTTPConnection:
             self.scheme,
             self.config.max_body_size,
             conn,
+            # A request that h11 saw end without an Upgrade header (or CONNECT)
+            # needs no header scan to know it is not an upgrade.
+            None if h.their_state is h11.DONE else _UNKNOWN_UPGRADE,
         )
         head_only = method == "HEAD"
         self.requests += 1

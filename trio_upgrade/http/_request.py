@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["BodySource", "QueryParams", "Request", "RequestBody"]
 
+# Request._upgrade before the Upgrade header has been looked at.
+_UNKNOWN = object()
+
 Address = tuple[str, int] | str
 
 
@@ -160,6 +163,7 @@ class Request:
         "_cached",
         "_query",
         "_source",
+        "_upgrade",
         "client",
         "connection",
         "headers",
@@ -212,6 +216,7 @@ class Request:
         self._body: RequestBody | None = None
         self._cached: bytes | None = None
         self._query: QueryParams | None = None
+        self._upgrade: str | object | None = _UNKNOWN
 
     @classmethod
     def _from_wire(
@@ -226,6 +231,7 @@ class Request:
         scheme: str,
         max_body_size: int | None,
         connection: Connection | None,
+        upgrade: str | object | None = None,
     ) -> Request:
         """The connection loop's constructor: positional, no conversions.
 
@@ -257,6 +263,7 @@ class Request:
         self._body = None
         self._cached = None
         self._query = None
+        self._upgrade = upgrade
         return self
 
     @property
@@ -265,6 +272,19 @@ class Request:
         if self._query is None:
             self._query = QueryParams(self.query_string)
         return self._query
+
+    @property
+    def upgrade(self) -> str | None:
+        """The protocols of the ``Upgrade`` header, lower-case (``"websocket"``), or ``None``.
+
+        Only the header is read: whether ``Connection: upgrade`` came along is
+        for the protocol's own handshake check to judge.
+        """
+        upgrade = self._upgrade
+        if upgrade is _UNKNOWN:
+            tokens = self.headers.get_tokens("upgrade")
+            upgrade = self._upgrade = ", ".join(tokens) if tokens else None
+        return upgrade  # type: ignore[return-value]
 
     @property
     def body(self) -> RequestBody:

@@ -141,9 +141,12 @@ class Router:
     Middleware (``async def mw(request, call_next)``) added with
     :meth:`add_middleware` runs around every request this router handles, in the
     order added (the first is outermost), including its 404s and 405s.
+    *not_found*, when given, answers instead of the 404 (inside the middleware).
     """
 
-    def __init__(self, *, middleware: Iterable[Middleware] = ()) -> None:
+    def __init__(
+        self, *, middleware: Iterable[Middleware] = (), not_found: Handler | None = None
+    ) -> None:
         # Literal paths: path -> method -> route (a dict look-up, no regex).
         # Literal paths: path -> method -> match, built once (the match of a
         # literal route has no parameters, so one value serves every request).
@@ -153,6 +156,8 @@ class Router:
         # (prefix, app, router if the app is a Router) in registration order.
         self._mounts: list[tuple[str, Handler, Router | None]] = []
         self._middleware: list[Middleware] = list(middleware)
+        # Answers paths no route or mount has (inside the middleware); None: 404.
+        self.not_found = not_found
         # The middleware chain around _dispatch, rebuilt when middleware changes.
         self._entry: Handler | None = None
 
@@ -323,6 +328,8 @@ class Router:
             if _strip_prefix(path, prefix) is not None:
                 request.root_path += prefix
                 return await app(request)
+        if self.not_found is not None:
+            return await self.not_found(request)
         return error_response(404, None)
 
 
