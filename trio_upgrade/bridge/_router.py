@@ -1,0 +1,307 @@
+"""Routing of WebSocket upgrade requests: patterns, per-route middleware, limits.
+
+A :class:`WebSocketRouter` sees only upgrade requests (``Upgrade: websocket``);
+the :class:`~trio_upgrade.http.Router` beside it in an App sees everything
+else. For a matching route it checks the handshake (400, or 426 for a wrong
+version), runs the route's middleware — which may answer with any HTTP
+response before the 101 — and returns a Takeover that completes the handshake
+and runs the handler with a :class:`ServerWebSocket`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, final
+
+import trio
+
+from ..http import (
+    Handler,
+    Middleware,
+    Request,
+    Response,
+    Takeover,
+    compile_pattern,
+    error_response,
+)
+from ..ws import ClientOffer, ConnectionClosed, Rejection, WebSocketConfig, validate_request
+from ._websocket import ServerWebSocket
+
+__all__ = ["WebSocketHandler", "WebSocketRoute", "WebSocketRouter"]
+
+logger = logging.getLogger("trio_upgrade")
+
+WebSocketHandler = Callable[[ServerWebSocket], Awaitable[None]]
+"""``async def handler(ws: ServerWebSocket) -> None``."""
+W = TypeVar("W", bound=WebSocketHandler)
+
+_DEFAULT_CONFIG = WebSocketConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketRoute:
+    """A path pattern, its middleware chain and its handler."""
+
+    pattern: str
+    handler: WebSocketHandler
+    middleware: tuple[Middleware, ...] = ()
+    config: WebSocketConfig | None = None
+    """Limits, keepalive and compression for this route (``None``: the router's)."""
+    subprotocols: tuple[str, ...] = ()
+    """Subprotocols the route speaks, in order of preference: the first one the
+    client offered is chosen unless the handler picks another."""
+    name: str | None = None
+    regex: re.Pattern[str] | None = field(default=None, compare=False)
+    converters: dict[str, Callable[[str], Any]] = field(default_factory=dict, compare=False)
+
+    def match_path(self, path: str) -> dict[str, Any] | None:
+        if self.regex is None:
+            return {} if path == self.pattern else None
+        m = self.regex.match(path)
+        if m is None:
+            return None
+        params: dict[str, Any] = {}
+        for key, raw in m.groupdict().items():
+            try:
+                params[key] = self.converters[key](raw)
+            except ValueError:
+                return None
+        return params
+
+
+def _close(response: Response) -> Response:
+    # A refused upgrade ends the connection: the client asked to leave HTTP and
+    # may already have sent bytes of the other protocol.
+    response.headers.set("connection", "close")
+    return response
+
+
+def rejection_to_response(rejection: Rejection) -> Response:
+    """The HTTP response for an invalid handshake (400, or 426 + ``Sec-WebSocket-Version``)."""
+    response = Response.text(rejection.reason + "\n", status=rejection.status)
+    for name, value in rejection.headers:
+        response.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+    if rejection.status == 426:
+        response.headers.set("upgrade", "websocket")
+    return _close(response)
+
+
+@final
+class _Upgrade:
+    """The Takeover returned for an accepted route: finishes the handshake, runs the handler."""
+
+    __slots__ = ("config", "offer", "route")
+
+    def __init__(self, route: WebSocketRoute, offer: ClientOffer, config: WebSocketConfig) -> None:
+        self.route = route
+        self.offer = offer
+        self.config = config
+
+    async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
+        route = self.route
+        async with AsyncExitStack() as stack:
+            ws = ServerWebSocket(
+                stream,
+                prefetched,
+                request,
+                self.offer,
+                config=self.config,
+                subprotocols=route.subprotocols,
+                exit_stack=stack,
+            )
+            try:
+                await route.handler(ws)
+            except ConnectionClosed:
+                return  # the peer went away: nothing to report
+            except Exception:
+                if ws.state != "pending":
+                    raise  # the session (left by the exit stack) closes with 1011
+                logger.exception("WebSocket handler for %s failed before accepting", request.path)
+                await ws.reject(500)
+                return
+            if ws.state == "pending":
+                # Neither accepted nor rejected: refuse rather than leave the client hanging.
+                await ws.reject(403)
+
+
+@final
+class WebSocketRouter:
+    """Routes WebSocket upgrade requests; an HTTP handler itself (returns a Takeover).
+
+    Middleware added here runs around every upgrade this router handles
+    (including its 404s); each route adds its own chain inside that. Both have
+    the HTTP middleware shape, ``async def mw(request, call_next)``: returning
+    a Response instead of calling ``call_next`` rejects the handshake with it.
+    """
+
+    def __init__(
+        self,
+        *,
+        middleware: Iterable[Middleware] = (),
+        config: WebSocketConfig | None = None,
+    ) -> None:
+        self.config = config
+        self._routes: list[WebSocketRoute] = []
+        # (prefix, WebSocketRouter or any HTTP handler) in registration order.
+        self._mounts: list[tuple[str, Handler]] = []
+        self._middleware: list[Middleware] = list(middleware)
+        self._entry: Handler | None = None
+        # Per-route middleware chains, built on first use.
+        self._chains: dict[int, Callable[[Request, ClientOffer], Awaitable[Any]]] = {}
+
+    # Registration ------------------------------------------------------------
+
+    def add_route(
+        self,
+        pattern: str,
+        handler: WebSocketHandler,
+        *,
+        middleware: Sequence[Middleware] = (),
+        config: WebSocketConfig | None = None,
+        subprotocols: Sequence[str] = (),
+        name: str | None = None,
+    ) -> WebSocketRoute:
+        regex, converters = compile_pattern(pattern)
+        route = WebSocketRoute(
+            pattern,
+            handler,
+            tuple(middleware),
+            config,
+            tuple(subprotocols),
+            name,
+            regex if "{" in pattern else None,
+            converters,
+        )
+        self._routes.append(route)
+        return route
+
+    def route(
+        self,
+        pattern: str,
+        *,
+        middleware: Sequence[Middleware] = (),
+        config: WebSocketConfig | None = None,
+        subprotocols: Sequence[str] = (),
+        name: str | None = None,
+    ) -> Callable[[W], W]:
+        """Decorator: ``@ws_router.route("/chat/{room}", middleware=[check_origin(...)])``."""
+
+        def decorate(handler: W) -> W:
+            self.add_route(
+                pattern,
+                handler,
+                middleware=middleware,
+                config=config,
+                subprotocols=subprotocols,
+                name=name,
+            )
+            return handler
+
+        return decorate
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Run *middleware* around every upgrade this router handles (inside earlier ones)."""
+        self._middleware.append(middleware)
+        self._entry = None
+
+    def mount(self, prefix: str, app: Handler) -> None:
+        """Send upgrades under *prefix* to *app*: a WebSocketRouter, or any HTTP
+        handler that answers upgrades itself (a reverse proxy, say)."""
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ValueError("a mount prefix starts with '/' and does not end with one")
+        self._mounts.append((prefix, app))
+
+    @property
+    def routes(self) -> list[WebSocketRoute]:
+        return list(self._routes)
+
+    # Matching (pure) ---------------------------------------------------------
+
+    def match(self, path: str) -> tuple[WebSocketRoute, dict[str, Any]] | None:
+        """The route for *path* and its parameters (mounted routers included)."""
+        for route in self._routes:
+            params = route.match_path(path)
+            if params is not None:
+                return route, params
+        for prefix, app in self._mounts:
+            rest = _strip_prefix(path, prefix)
+            if rest is not None and isinstance(app, WebSocketRouter):
+                return app.match(rest)
+        return None
+
+    def handles(self, path: str) -> bool:
+        """Whether an upgrade to *path* would reach a route or a mounted handler."""
+        if self.match(path) is not None:
+            return True
+        return any(
+            _strip_prefix(path, prefix) is not None and not isinstance(app, WebSocketRouter)
+            for prefix, app in self._mounts
+        )
+
+    # Dispatch ----------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response | Takeover:
+        entry = self._entry
+        if entry is None:
+            entry = self._entry = _chain(self._middleware, self._dispatch)
+        return await entry(request)
+
+    async def _dispatch(self, request: Request) -> Response | Takeover:
+        path = request.path
+        if request.root_path:
+            path = path[len(request.root_path) :] or "/"
+        for route in self._routes:
+            params = route.match_path(path)
+            if params is not None:
+                if params:
+                    request.path_params.update(params)
+                return await self._handshake(route, request)
+        for prefix, app in self._mounts:
+            if _strip_prefix(path, prefix) is not None:
+                request.root_path += prefix
+                return await app(request)
+        return _close(error_response(404, None))
+
+    async def _handshake(self, route: WebSocketRoute, request: Request) -> Response | Takeover:
+        found = validate_request(
+            request.method, request.headers.raw, http_version=request.http_version
+        )
+        if isinstance(found, Rejection):
+            await trio.lowlevel.checkpoint()
+            return rejection_to_response(found)
+        offer = found
+        config = route.config or self.config or _DEFAULT_CONFIG
+
+        async def upgrade(req: Request) -> Response | Takeover:
+            await trio.lowlevel.checkpoint()
+            return _Upgrade(route, offer, config)
+
+        result = await _chain(route.middleware, upgrade)(request)
+        if isinstance(result, Response):
+            return _close(result)
+        return result
+
+
+def _strip_prefix(path: str, prefix: str) -> str | None:
+    if path == prefix:
+        return "/"
+    if path.startswith(prefix) and path[len(prefix)] == "/":
+        return path[len(prefix) :]
+    return None
+
+
+def _chain(middleware: Sequence[Middleware], handler: Handler) -> Handler:
+    for mw in reversed(middleware):
+        handler = _bind(mw, handler)
+    return handler
+
+
+def _bind(mw: Middleware, call_next: Handler) -> Handler:
+    async def step(request: Request) -> Response | Takeover:
+        return await mw(request, call_next)
+
+    return step

@@ -1,0 +1,265 @@
+"""The server side of one WebSocket route: decide, then talk.
+
+A route handler receives a :class:`ServerWebSocket`. Before the 101 it can look
+at the request, reject with any HTTP response, or accept with a subprotocol
+and extra headers; after that it sends and receives through the session of the
+ws layer. Calling ``send``/``receive`` (or iterating) before deciding accepts
+with the defaults, so the simplest handler is just a loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from contextlib import AsyncExitStack
+from typing import Any, final
+
+import trio
+
+from ..http import Headers, HeadersLike, Request, Response
+from ..ws import (
+    ClientOffer,
+    HandshakeRequest,
+    MessageChunks,
+    WebSocket,
+    WebSocketConfig,
+    accept,
+    rejection_response,
+    response_head,
+    websocket_session,
+)
+
+__all__ = ["ServerWebSocket"]
+
+# Bytes of a streamed rejection body collected before it is sent (the
+# connection closes after a rejection, so it is sent with Content-Length).
+_MAX_REJECTION_BODY = 1024 * 1024
+
+
+@final
+class ServerWebSocket:
+    """One WebSocket connection as a route handler sees it.
+
+    Before the handshake completes:
+
+    - :attr:`request` is the HTTP upgrade request (headers, query, cookies...),
+      :attr:`path_params` the values captured by the route pattern;
+    - ``await ws.accept(subprotocol=..., headers=...)`` sends the 101;
+    - ``await ws.reject(response)`` answers with any HTTP response instead,
+      and the connection closes.
+
+    After it: ``receive``, ``async for``, ``send``, ``send_fragments``,
+    ``receive_chunks``, ``ping``, ``aclose``, ``close_code``... as on
+    :class:`trio_upgrade.ws.WebSocket` (:attr:`session` is that object).
+
+    A handler that returns without accepting or rejecting gets a 403 sent
+    for it; one that raises after accepting closes the session with 1011.
+    """
+
+    __slots__ = (
+        "_config",
+        "_exit_stack",
+        "_offer",
+        "_prefetched",
+        "_session",
+        "_state",
+        "_stream",
+        "_subprotocols",
+        "request",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        prefetched: bytes,
+        request: Request,
+        offer: ClientOffer,
+        *,
+        config: WebSocketConfig,
+        subprotocols: Iterable[str],
+        exit_stack: AsyncExitStack,
+    ) -> None:
+        self.request = request
+        self._stream = stream
+        # Bytes the client sent after its handshake: its first frames.
+        self._prefetched = prefetched
+        self._offer = offer
+        self._config = config
+        # Subprotocols the route supports, in the server's order of preference.
+        self._subprotocols = tuple(subprotocols)
+        # Owns the session's context manager, entered on accept().
+        self._exit_stack = exit_stack
+        self._session: WebSocket | None = None
+        # "pending" until accept() or reject(), then "accepted" or "rejected".
+        self._state = "pending"
+
+    # Before the 101 ------------------------------------------------------------
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        return self.request.path_params
+
+    @property
+    def offered_subprotocols(self) -> tuple[str, ...]:
+        """Subprotocols the client offered, in its order of preference."""
+        return self._offer.subprotocols
+
+    @property
+    def state(self) -> str:
+        """``"pending"``, ``"accepted"`` or ``"rejected"``."""
+        return self._state
+
+    def _default_subprotocol(self) -> str | None:
+        # The first of the route's subprotocols that the client offered.
+        for name in self._subprotocols:
+            if name in self._offer.subprotocols:
+                return name
+        return None
+
+    async def accept(
+        self,
+        *,
+        subprotocol: str | None = None,
+        headers: HeadersLike | None = None,
+        config: WebSocketConfig | None = None,
+    ) -> WebSocket:
+        """Send the 101 and start the session; return it.
+
+        *subprotocol* must be one the client offered (by default: the first of
+        the route's ``subprotocols`` that the client offered, else none).
+        *headers* are added to the 101; *config* replaces the route's limits.
+        """
+        if self._state != "pending":
+            raise RuntimeError(f"cannot accept: the handshake is already {self._state}")
+        if subprotocol is None:
+            subprotocol = self._default_subprotocol()
+        if config is not None:
+            self._config = config
+        extra = Headers(headers).raw if headers is not None else ()
+        accepted = accept(
+            self._offer, subprotocol=subprotocol, config=self._config, extra_headers=extra
+        )
+        self._state = "accepted"
+        await self._stream.send_all(response_head(101, accepted.headers))
+        request = self.request
+        handshake = HandshakeRequest(
+            request.target,
+            tuple(request.headers.raw),
+            client=request.client,
+            server=request.server,
+            method=request.method,
+        )
+        self._session = await self._exit_stack.enter_async_context(
+            websocket_session(
+                self._stream,
+                prefetched=self._prefetched,
+                request=handshake,
+                subprotocol=accepted.subprotocol,
+                extensions=accepted.extensions,
+                config=self._config,
+            )
+        )
+        return self._session
+
+    async def reject(
+        self,
+        response: Response | int = 403,
+        *,
+        detail: str | None = None,
+    ) -> None:
+        """Refuse the handshake with *response* (or a status and a short text body).
+
+        The connection closes after it.
+        """
+        if self._state != "pending":
+            raise RuntimeError(f"cannot reject: the handshake is already {self._state}")
+        self._state = "rejected"
+        if isinstance(response, int):
+            from ..http import error_response
+
+            response = error_response(response, detail)
+        body = response.body
+        if not isinstance(body, (bytes, bytearray, memoryview)):
+            body = await _collect(body)
+        headers = [(n, v) for n, v in response.headers.raw if n not in (b"content-length",)]
+        await self._stream.send_all(rejection_response(response.status, headers, bytes(body)))
+
+    # After the 101 -------------------------------------------------------------
+
+    @property
+    def session(self) -> WebSocket:
+        """The accepted session (RuntimeError before :meth:`accept`)."""
+        if self._session is None:
+            raise RuntimeError("the WebSocket handshake has not been accepted")
+        return self._session
+
+    async def _ensure(self) -> WebSocket:
+        session = self._session
+        if session is None:
+            if self._state == "rejected":
+                raise RuntimeError("the WebSocket handshake was rejected")
+            session = await self.accept()
+        return session
+
+    async def receive(self) -> str | bytes:
+        return await (self._session or await self._ensure()).receive()
+
+    async def send(self, message: str | bytes | bytearray | memoryview) -> None:
+        await (self._session or await self._ensure()).send(message)
+
+    async def send_fragments(
+        self, chunks: Iterable[str | bytes] | AsyncIterable[str | bytes]
+    ) -> None:
+        await (self._session or await self._ensure()).send_fragments(chunks)
+
+    def receive_chunks(self) -> MessageChunks:
+        """Like :meth:`trio_upgrade.ws.WebSocket.receive_chunks` (after :meth:`accept`)."""
+        return self.session.receive_chunks()
+
+    async def ping(self, payload: bytes | None = None) -> float:
+        return await (self._session or await self._ensure()).ping(payload)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        if self._session is None:
+            if self._state == "pending":
+                await self.reject(403)
+            else:
+                await trio.lowlevel.checkpoint()
+            return
+        await self._session.aclose(code, reason)
+
+    def __aiter__(self) -> ServerWebSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        """The next message; the iteration ends when the peer closes normally."""
+        return await (self._session or await self._ensure()).__anext__()
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.session.subprotocol
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return self.session.extensions
+
+    @property
+    def close_code(self) -> int | None:
+        return self._session.close_code if self._session is not None else None
+
+    @property
+    def close_reason(self) -> str:
+        return self._session.close_reason if self._session is not None else ""
+
+    def __repr__(self) -> str:
+        return f"<ServerWebSocket {self.request.target} {self._state}>"
+
+
+async def _collect(chunks: AsyncIterable[bytes]) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > _MAX_REJECTION_BODY:
+            raise ValueError("rejection body too large")
+        parts.append(chunk)
+    return b"".join(parts)
