@@ -839,3 +839,38 @@ async def test_request_timeout_error_raised_by_a_handler_is_a_408() -> None:
     async with open_memory_connection(app) as client:
         response = await client.request("GET", "/")
     assert response.status == 408
+
+
+# Responses h11 refuses, and headers the handler already set ------------------
+
+
+async def test_response_h11_refuses_becomes_a_raw_500_and_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A header value with CR/LF is refused by h11 before anything is written:
+    the client still gets a 500 (written without h11) and the connection closes."""
+
+    async def app(request: Request) -> Response:
+        return Response.text("x", headers={"x-bad": "a\r\nb"})
+
+    with caplog.at_level(logging.ERROR, logger="trio_upgrade"):
+        async with open_memory_connection(app) as client:
+            response = await client.request("GET", "/")
+            assert response.status == 500
+            assert response.headers.get_tokens("connection") == ["close"]
+            await client.assert_closed()
+    assert "invalid response" in caplog.text
+
+
+async def test_handler_date_and_server_headers_are_not_duplicated() -> None:
+    """A response that already has Date and Server (a proxied one) keeps exactly those."""
+
+    async def app(request: Request) -> Response:
+        return Response.text(
+            "x", headers={"Date": "Thu, 01 Jan 1970 00:00:00 GMT", "Server": "backend"}
+        )
+
+    async with open_memory_connection(app, config=HTTPConfig(server_header="ours")) as client:
+        response = await client.request("GET", "/")
+    assert response.headers.get_all("date") == ["Thu, 01 Jan 1970 00:00:00 GMT"]
+    assert response.headers.get_all("server") == ["backend"]

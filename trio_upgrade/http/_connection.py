@@ -45,6 +45,15 @@ _LINGER_BYTES = 64 * 1024
 # (RFC 9110 §8.6) and, in a 304, would describe a representation we don't know.
 _NO_BODY_STATUSES = frozenset({204, 304})
 
+# Written without h11 when h11 has refused the handler's response.
+_RAW_500 = (
+    b"HTTP/1.1 500 Internal Server Error\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 26\r\n"
+    b"connection: close\r\n\r\n"
+    b"500 Internal Server Error\n"
+)
+
 _REASONS: dict[int, bytes] = {}
 _date_cache: tuple[int, bytes] = (0, b"")
 
@@ -141,6 +150,7 @@ class _HTTPConnection:
     __slots__ = (
         "_deadline",
         "_expired",
+        "_head_written",
         "_now",
         "_period",
         "_scope",
@@ -171,6 +181,8 @@ class _HTTPConnection:
         # deadline of the current wait passes, and the connection then ends.
         self._deadline = math.inf
         self._waiting = _NOT_WAITING
+        # Whether any byte of the current response went out (see _handle).
+        self._head_written = False
         # The wait whose deadline passed (_NOT_WAITING: none, or a drain).
         self._expired = _NOT_WAITING
         self._scope = trio.CancelScope()
@@ -303,6 +315,7 @@ class _HTTPConnection:
     async def _send(self, data: bytes) -> None:
         if not data:
             return
+        self._head_written = True
         timeout = self.config.write_timeout
         if timeout is not None:
             self._deadline = self._now() + timeout
@@ -320,22 +333,30 @@ class _HTTPConnection:
         """Write *response*; return the number of body bytes sent."""
         h = self.h11
         config = self.config
-        headers = list(response.headers.raw)
-        if config.date_header:
+        raw = response.headers.raw
+        # One pass over the handler's headers: what it set itself, we don't add
+        # (a proxied response keeps its backend's Date and Server).
+        has_length = has_date = has_server = False
+        for name, _ in raw:
+            if name == b"content-length":
+                has_length = True
+            elif name == b"date":
+                has_date = True
+            elif name == b"server":
+                has_server = True
+        headers = list(raw)
+        if config.date_header and not has_date:
             headers.append((b"date", _http_date()))
-        if config.server_header is not None:
+        if config.server_header is not None and not has_server:
             headers.append((b"server", config.server_header.encode("latin-1")))
         if close:
             headers.append((b"connection", b"close"))
         body = response.body
         status = response.status
+        self._head_written = False
         if isinstance(body, (bytes, bytearray, memoryview)):
-            if status not in _NO_BODY_STATUSES:
-                for name, _ in headers:
-                    if name == b"content-length":
-                        break
-                else:
-                    headers.append((b"content-length", str(len(body)).encode("ascii")))
+            if status not in _NO_BODY_STATUSES and not has_length:
+                headers.append((b"content-length", str(len(body)).encode("ascii")))
             head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
             assert head is not None
             if head_only or not body or h.our_state is h11.DONE:
@@ -518,15 +539,23 @@ class _HTTPConnection:
                 or body_source.timed_out
                 or not self._may_drain(request, body_source)
             )
+        writable = h.our_state is h11.SEND_RESPONSE
         try:
             sent = await self._send_response(response, head_only, close)
         except _Abort:
             raise
         except Exception:
+            body_source.owner = None
+            if writable and not self._head_written:
+                # h11 refused the response itself (a CR/LF in a header value, a
+                # Content-Length that doesn't match the body): nothing went out,
+                # so the client can still get an honest 500.
+                logger.exception("invalid response to %s %s", method, request.target)
+                await self._send(_RAW_500)
+                return False
             # The body iterator failed after the head was sent: the only honest
             # thing left is to cut the connection short.
             logger.exception("error while streaming the response to %s %s", method, request.target)
-            body_source.owner = None
             return False
         if config.access_log:
             self._log_access(request, response.status, sent, started)
