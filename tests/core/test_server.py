@@ -97,6 +97,20 @@ async def test_start_returns_the_server_once_it_accepts_on_its_addresses() -> No
         await server.aclose()
 
 
+async def test_addresses_stay_readable_after_the_listeners_close() -> None:
+    """Tests and logs ask for the port after shutdown; closed sockets can't tell it."""
+
+    async def greet(conn: Connection) -> None:
+        await conn.stream.send_all(b"hi")
+
+    server = Server(greet, await open_listeners("127.0.0.1:0"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        before = server.addresses
+        await server.aclose()
+    assert server.addresses == before
+
+
 async def test_serve_runs_only_once() -> None:
     server = Server(_noop, [MemoryListener()])
     async with trio.open_nursery() as nursery:

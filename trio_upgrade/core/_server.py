@@ -14,6 +14,7 @@ or cancelling the scope around :meth:`Server.serve`):
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import errno
 import logging
@@ -239,6 +240,8 @@ class Server:
         self._finished = trio.Event()
         self._started = False
         self._active = 0
+        # Bound addresses, read on first use (closed sockets can't tell them).
+        self._addresses: list[Address] | None = None
         # One cancel scope per running connection. Grace-period expiry and
         # cancel_connections() cancel these, never the nursery around them: a
         # scope only swallows its own Cancelled, so an error a connection raises
@@ -252,8 +255,14 @@ class Server:
 
     @property
     def addresses(self) -> list[Address]:
-        """Bound addresses: ``(host, port)`` tuples for TCP, paths for Unix sockets."""
-        return [listener_address(listener) for listener in self.listeners]
+        """Bound addresses: ``(host, port)`` tuples for TCP, paths for Unix sockets.
+
+        Read once and kept, so they stay readable after the listeners close
+        (while the server drains, and after).
+        """
+        if self._addresses is None:
+            self._addresses = [listener_address(listener) for listener in self.listeners]
+        return list(self._addresses)
 
     @property
     def connection_count(self) -> int:
@@ -279,6 +288,9 @@ class Server:
                         async with trio.open_nursery() as accepting:
                             for listener in self.listeners:
                                 accepting.start_soon(self._accept_loop, listener, conns)
+                            with contextlib.suppress(TypeError):
+                                # Read while the sockets are open (not all listeners can tell).
+                                _ = self.addresses
                             task_status.started(self)
                 finally:
                     # Stop accepting and start draining; synchronous so that it
