@@ -6,6 +6,7 @@ The everyday names are re-exported here; each layer's package
 
 from __future__ import annotations
 
+from .bridge import App, ServerWebSocket, WebSocketRouter, check_origin
 from .core import Connection, PrefixedStream, Server, current_connection, open_listeners
 from .http import (
     Headers,
@@ -18,23 +19,42 @@ from .http import (
     run,
     serve,
 )
+from .proxy import Proxy, ProxyConfig
+from .ws import (
+    ConnectionClosed,
+    WebSocket,
+    WebSocketConfig,
+    open_websocket,
+    serve_websocket,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "App",
     "Connection",
+    "ConnectionClosed",
     "HTTPConfig",
     "HTTPError",
     "Headers",
     "PrefixedStream",
+    "Proxy",
+    "ProxyConfig",
     "Request",
     "Response",
     "Router",
     "Server",
+    "ServerWebSocket",
     "Takeover",
+    "WebSocket",
+    "WebSocketConfig",
+    "WebSocketRouter",
     "__version__",
+    "check_origin",
     "current_connection",
     "open_listeners",
+    "open_websocket",
     "run",
     "serve",
+    "serve_websocket",
 ]
