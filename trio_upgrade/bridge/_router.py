@@ -248,7 +248,12 @@ class WebSocketRouter:
         entry = self._entry
         if entry is None:
             entry = self._entry = _chain(self._middleware, self._dispatch)
-        return await entry(request)
+        result = await entry(request)
+        if isinstance(result, Response):
+            # Whoever answered (router middleware included), a refused upgrade
+            # ends the connection: see _close.
+            return _close(result)
+        return result
 
     async def _dispatch(self, request: Request) -> Response | Takeover:
         path = request.path
