@@ -1,0 +1,267 @@
+"""Test doubles for the bridge tests: raw handshakes, a response reader, a raw WebSocket peer.
+
+This directory has no ``__init__.py``: its modules are imported by their own
+names, so none of them is named like a standard-library or third-party module.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+import trio.testing
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionType
+from wsproto.events import CloseConnection, Event, Message, Ping, TextMessage
+
+from trio_upgrade.core import Connection, Server, Shutdown
+from trio_upgrade.http import Handler, Headers, HTTPConfig, serve, serve_http_connection
+from trio_upgrade.ws import WebSocketConfig, accept_key
+
+CLIENT = ("127.0.0.1", 40000)
+SERVER = ("127.0.0.1", 8000)
+
+QUIET = WebSocketConfig(ping_interval=None, compression=None)
+"""No keepalive and no compression: the tests see only their own frames."""
+
+KEY = base64.b64encode(b"0123456789abcdef").decode("ascii")
+
+
+def handshake(
+    path: str = "/ws",
+    *,
+    host: str = "test",
+    headers: str = "",
+    key: str | None = KEY,
+    version: str | None = "13",
+    method: str = "GET",
+    http_version: str = "1.1",
+    upgrade: str = "websocket",
+    connection: str = "Upgrade",
+) -> bytes:
+    """The bytes of an opening handshake; ``None`` leaves a header out."""
+    lines = [f"{method} {path} HTTP/{http_version}", f"Host: {host}"]
+    if upgrade:
+        lines.append(f"Upgrade: {upgrade}")
+    if connection:
+        lines.append(f"Connection: {connection}")
+    if key is not None:
+        lines.append(f"Sec-WebSocket-Key: {key}")
+    if version is not None:
+        lines.append(f"Sec-WebSocket-Version: {version}")
+    head = "\r\n".join(lines) + "\r\n" + headers + "\r\n"
+    return head.encode("latin-1")
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One client frame (RFC 6455 §5.2, masked as clients must), payload < 126 bytes."""
+    assert len(payload) < 126
+    key = os.urandom(4)
+    head = bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)])
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@dataclass
+class RawResponse:
+    """One response as read off the wire."""
+
+    status: int
+    reason: bytes
+    headers: Headers
+    body: bytes
+    head: bytes
+
+
+class Reader:
+    """Reads responses and then WebSocket frames from a stream, keeping leftovers.
+
+    Independent of h11 on purpose: the tests check what the server put on the wire.
+    """
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+        self.ws: WSConnection | None = None
+
+    async def _fill(self) -> bool:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            return False
+        self.buffer += data
+        return True
+
+    async def read_until(self, marker: bytes) -> bytes:
+        while (index := self.buffer.find(marker)) < 0:
+            if not await self._fill():
+                raise EOFError(f"EOF before {marker!r}; have {bytes(self.buffer)!r}")
+        data = bytes(self.buffer[: index + len(marker)])
+        del self.buffer[: index + len(marker)]
+        return data
+
+    async def read_response(self) -> RawResponse:
+        head = await self.read_until(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        _, status, reason = [*lines[0].split(b" ", 2), b""][:3]
+        pairs = []
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            pairs.append((name.strip(), value.strip()))
+        headers = Headers(pairs)
+        body = b""
+        code = int(status)
+        if code != 101 and "content-length" in headers:
+            size = int(headers["content-length"])
+            while len(self.buffer) < size:
+                if not await self._fill():
+                    raise EOFError("EOF inside a response body")
+            body = bytes(self.buffer[:size])
+            del self.buffer[:size]
+        return RawResponse(code, reason, headers, body, head)
+
+    async def at_eof(self) -> bool:
+        """True if the peer closed with nothing more to read."""
+        if self.buffer:
+            return False
+        return not await self._fill()
+
+    async def next_event(self) -> Event:
+        """The next WebSocket event from the server (after a 101)."""
+        if self.ws is None:
+            self.ws = WSConnection(ConnectionType.CLIENT)
+            if self.buffer:
+                self.ws.receive_data(bytes(self.buffer))
+                self.buffer.clear()
+        while True:
+            for event in self.ws.events():
+                return event
+            data = await self.stream.receive_some(65536)
+            self.ws.receive_data(data or None)
+
+    async def next_message(self) -> str | bytes:
+        """The next data message, skipping pings (wsproto answers them for us)."""
+        while True:
+            event = await self.next_event()
+            if isinstance(event, Message):
+                assert event.message_finished
+                return event.data
+            if isinstance(event, Ping):
+                continue
+            raise AssertionError(f"expected a message, got {event!r}")
+
+    async def close_code(self) -> int:
+        """Wait for the server's Close frame and return its code."""
+        while True:
+            event = await self.next_event()
+            if isinstance(event, CloseConnection):
+                return event.code
+            if isinstance(event, (TextMessage, Ping)):
+                continue
+            raise AssertionError(f"expected Close, got {event!r}")
+
+
+@dataclass
+class MemoryClient:
+    """The client end of one in-memory connection served like the Server would."""
+
+    stream: trio.abc.HalfCloseableStream
+    reader: Reader
+    conn: Connection
+    finished: trio.Event
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def request(self, data: bytes) -> RawResponse:
+        await self.send(data)
+        return await self.reader.read_response()
+
+    async def get(self, path: str, headers: str = "", method: str = "GET") -> RawResponse:
+        head = f"{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}\r\n"
+        return await self.request(head.encode())
+
+    async def assert_closed(self) -> None:
+        """The server closed the connection without sending anything more."""
+        assert await self.reader.at_eof(), f"unexpected bytes {bytes(self.reader.buffer)!r}"
+        await self.finished.wait()
+
+    async def send_frame(self, opcode: int, payload: bytes) -> None:
+        await self.send(masked_frame(opcode, payload))
+
+
+@asynccontextmanager
+async def open_memory_connection(
+    app: Handler,
+    config: HTTPConfig | None = None,
+    *,
+    shutdown: Shutdown | None = None,
+) -> AsyncIterator[MemoryClient]:
+    """Serve *app* on one in-memory connection as :class:`trio_upgrade.core.Server`
+    would: a per-connection nursery, the stream closed when the HTTP loop returns."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    finished = trio.Event()
+
+    async def run(task_status: trio.TaskStatus[Connection]) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                conn = Connection(
+                    server_stream, nursery, client=CLIENT, server=SERVER, shutdown=shutdown
+                )
+                task_status.started(conn)
+                await serve_http_connection(conn, app, config)
+        finally:
+            await trio.aclose_forcefully(server_stream)
+            finished.set()
+
+    async with trio.open_nursery() as nursery:
+        conn: Connection = await nursery.start(run)
+        client = MemoryClient(client_stream, Reader(client_stream), conn, finished)
+        try:
+            yield client
+        finally:
+            await trio.aclose_forcefully(client_stream)
+
+
+async def open_ws(client: MemoryClient, path: str = "/ws", headers: str = "") -> RawResponse:
+    """Send a handshake and check that the answer is a valid 101."""
+    response = await client.request(handshake(path, headers=headers))
+    assert response.status == 101, response
+    assert response.headers["sec-websocket-accept"] == accept_key(KEY)
+    return response
+
+
+@asynccontextmanager
+async def serving(app: Handler, *, grace_period: float = 10.0) -> AsyncIterator[Server]:
+    """*app* served on an ephemeral loopback port for the duration of the block."""
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(
+            functools.partial(serve, app, "127.0.0.1:0", grace_period=grace_period)
+        )
+        try:
+            yield server
+        finally:
+            await server.aclose()
+
+
+def port_of(server: Server) -> int:
+    address = server.addresses[0]
+    assert isinstance(address, tuple)
+    return address[1]
+
+
+async def raw_socket(port: int) -> trio.SocketStream:
+    """A plain TCP connection to the loopback port (no client library in the way)."""
+    return await trio.open_tcp_stream("127.0.0.1", port)
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for a subprocess that binds it itself)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
