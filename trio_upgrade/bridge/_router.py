@@ -21,6 +21,7 @@ import trio
 
 from ..http import (
     Handler,
+    HTTPError,
     Middleware,
     Request,
     Response,
@@ -117,6 +118,12 @@ class _Upgrade:
                 await route.handler(ws)
             except ConnectionClosed:
                 return  # the peer went away: nothing to report
+            except HTTPError as exc:
+                if ws.state != "pending":
+                    raise
+                # Raised before deciding: answer with it, like an HTTP handler would.
+                await ws.reject(error_response(exc.status, exc.detail, exc.headers))
+                return
             except Exception:
                 if ws.state != "pending":
                     raise  # the session (left by the exit stack) closes with 1011
@@ -248,7 +255,11 @@ class WebSocketRouter:
         entry = self._entry
         if entry is None:
             entry = self._entry = _chain(self._middleware, self._dispatch)
-        result = await entry(request)
+        try:
+            result = await entry(request)
+        except HTTPError as exc:
+            # As the HTTP Router does for its handlers: middleware may refuse by raising.
+            result = error_response(exc.status, exc.detail, exc.headers)
         if isinstance(result, Response):
             # Whoever answered (router middleware included), a refused upgrade
             # ends the connection: see _close.

@@ -52,7 +52,11 @@ class ServerWebSocket:
     :class:`trio_upgrade.ws.WebSocket` (:attr:`session` is that object).
 
     A handler that returns without accepting or rejecting gets a 403 sent
-    for it; one that raises after accepting closes the session with 1011.
+    for it; one that raises :class:`~trio_upgrade.http.HTTPError` before
+    accepting gets that error's response, any other exception before
+    accepting a 500; one that raises after accepting closes the session with
+    1011. :class:`~trio_upgrade.ws.ConnectionClosed` escaping the handler
+    (the peer went away) is not an error.
     """
 
     __slots__ = (
@@ -241,6 +245,13 @@ class ServerWebSocket:
     @property
     def extensions(self) -> tuple[str, ...]:
         return self.session.extensions
+
+    @property
+    def closed(self) -> bool:
+        """True once rejected, or once the accepted session is closing or closed."""
+        if self._session is None:
+            return self._state == "rejected"
+        return self._session.closed
 
     @property
     def close_code(self) -> int | None:
