@@ -8,7 +8,7 @@ from _bridge_helpers import QUIET, handshake, masked_frame, open_memory_connecti
 from wsproto.events import CloseConnection
 
 from trio_upgrade.bridge import App, ServerWebSocket, WebSocketRouter
-from trio_upgrade.http import Handler, Request, Response, Router, Takeover
+from trio_upgrade.http import Handler, HTTPError, Request, Response, Router, Takeover
 
 OPCODE_TEXT = 0x1
 
@@ -695,3 +695,67 @@ def test_router_matching_is_pure() -> None:
     assert router.handles("/any/thing")
     assert not router.handles("/nope")
     assert [route.pattern for route in inner.routes] == ["/r/{n:int}"]
+
+
+async def test_handler_raising_http_error_before_accepting_answers_with_it() -> None:
+    app = App(websocket_config=QUIET)
+
+    @app.websocket("/ws")
+    async def handler(ws: ServerWebSocket) -> None:
+        raise HTTPError(401, "who are you?", headers=[("www-authenticate", "Bearer")])
+
+    async with open_memory_connection(app) as client:
+        response = await client.request(handshake())
+        assert (response.status, response.body) == (401, b"who are you?\n")
+        assert response.headers["www-authenticate"] == "Bearer"
+        await client.assert_closed()
+
+
+@pytest.mark.parametrize("where", ["app", "route"])
+async def test_ws_middleware_raising_http_error_answers_with_it_and_closes(where: str) -> None:
+    async def deny(request: Request, call_next: Handler) -> Response | Takeover:
+        await trio.lowlevel.checkpoint()
+        raise HTTPError(429, "slow down", headers=[("retry-after", "5")])
+
+    app = App(websocket_config=QUIET, websocket_middleware=[deny] if where == "app" else [])
+
+    @app.websocket("/ws", middleware=[deny] if where == "route" else [])
+    async def handler(ws: ServerWebSocket) -> None:
+        await ws.accept()
+
+    async with open_memory_connection(app) as client:
+        response = await client.request(handshake())
+        assert (response.status, response.body) == (429, b"slow down\n")
+        assert response.headers["retry-after"] == "5"
+        assert response.headers.get_tokens("connection") == ["close"]
+        await client.assert_closed()
+
+
+async def test_closed_tells_whether_the_socket_can_still_be_used() -> None:
+    states: list[tuple[str, bool]] = []
+    app = App(websocket_config=QUIET)
+
+    @app.websocket("/ws")
+    async def handler(ws: ServerWebSocket) -> None:
+        states.append((ws.state, ws.closed))
+        await ws.accept()
+        states.append((ws.state, ws.closed))
+        await ws.aclose()
+        states.append((ws.state, ws.closed))
+
+    @app.websocket("/no")
+    async def refuse(ws: ServerWebSocket) -> None:
+        await ws.reject(403)
+        states.append((ws.state, ws.closed))
+
+    async with open_memory_connection(app) as client:
+        await open_ws(client)
+        assert await client.reader.close_code() == 1000
+    async with open_memory_connection(app) as client:
+        assert (await client.request(handshake("/no"))).status == 403
+    assert states == [
+        ("pending", False),
+        ("accepted", False),
+        ("accepted", True),
+        ("rejected", True),
+    ]
