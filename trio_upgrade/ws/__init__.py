@@ -8,7 +8,9 @@ Imports :mod:`trio_upgrade.core`, trio and wsproto only (never the HTTP layer).
 - :class:`WebSocket`: ``receive``, ``async for``, ``send``, ``send_fragments``,
   ``receive_chunks``, ``ping``, ``aclose``.
 - Sans-I/O handshake helpers: :func:`validate_request`, :func:`accept`,
-  :func:`response_head`, :func:`rejection_response`.
+  :func:`response_head`, :func:`rejection_response`; for a client:
+  :func:`client_request`, :func:`offered_extensions`, :func:`parse_response_head`,
+  :func:`check_response`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ._handshake import (
     accept_key,
     check_response,
     client_request,
+    offered_extensions,
     parse_request_head,
     parse_response_head,
     rejection_response,
@@ -66,6 +69,7 @@ __all__ = [
     "accept_key",
     "check_response",
     "client_request",
+    "offered_extensions",
     "open_websocket",
     "parse_request_head",
     "parse_response_head",
