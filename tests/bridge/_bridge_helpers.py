@@ -13,9 +13,11 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 import trio.testing
+from websockets.trio.client import connect as websockets_connect
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import CloseConnection, Event, Message, Ping, TextMessage
@@ -104,7 +106,7 @@ class Reader:
         del self.buffer[: index + len(marker)]
         return data
 
-    async def read_response(self) -> RawResponse:
+    async def read_response(self, *, head_request: bool = False) -> RawResponse:
         head = await self.read_until(b"\r\n\r\n")
         lines = head[:-4].split(b"\r\n")
         _, status, reason = [*lines[0].split(b" ", 2), b""][:3]
@@ -115,7 +117,7 @@ class Reader:
         headers = Headers(pairs)
         body = b""
         code = int(status)
-        if code != 101 and "content-length" in headers:
+        if code != 101 and not head_request and "content-length" in headers:
             size = int(headers["content-length"])
             while len(self.buffer) < size:
                 if not await self._fill():
@@ -265,3 +267,8 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def ws_connect(url: str, **options: Any) -> websockets_connect:
+    """The websockets Trio client, never through a proxy (only loopback traffic in tests)."""
+    return websockets_connect(url, proxy=None, **options)

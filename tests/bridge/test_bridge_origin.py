@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 import trio
-from _bridge_helpers import QUIET, handshake, open_memory_connection, open_ws, port_of, serving
+from _bridge_helpers import (
+    QUIET,
+    handshake,
+    open_memory_connection,
+    open_ws,
+    port_of,
+    serving,
+    ws_connect,
+)
 from websockets.exceptions import InvalidStatus
-from websockets.trio.client import connect
 
 from trio_upgrade.bridge import (
     App,
@@ -291,14 +298,14 @@ async def test_origin_check_with_a_real_client_over_loopback() -> None:
     async with serving(guarded_app(allow_missing=False)) as server:
         port = port_of(server)
         url = f"ws://127.0.0.1:{port}/ws"
-        async with connect(url, origin=f"http://127.0.0.1:{port}") as ws:  # type: ignore[arg-type]
+        async with ws_connect(url, origin=f"http://127.0.0.1:{port}") as ws:  # type: ignore[arg-type]
             assert await ws.recv() == "welcome"
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
+            async with ws_connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
                 pass
         assert refused.value.response.status_code == 403
         with pytest.raises(InvalidStatus) as missing:
-            async with connect(url):
+            async with ws_connect(url):
                 pass
         assert missing.value.response.status_code == 403
         assert b"missing Origin" in missing.value.response.body

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 from _bridge_helpers import QUIET, handshake, masked_frame, open_memory_connection, open_ws
-from wsproto.events import CloseConnection
+from wsproto.events import CloseConnection, Ping
 
 from trio_upgrade.bridge import App, ServerWebSocket, WebSocketRouter
 from trio_upgrade.http import Handler, HTTPError, Request, Response, Router, Takeover
+from trio_upgrade.ws import WebSocketConfig
 
 OPCODE_TEXT = 0x1
 
@@ -759,3 +760,22 @@ async def test_closed_tells_whether_the_socket_can_still_be_used() -> None:
         ("accepted", True),
         ("rejected", True),
     ]
+
+
+async def test_keepalive_pings_follow_the_route_config(autojump_clock: trio.abc.Clock) -> None:
+    """The app's config has no keepalive; the route's pings an idle client every 5 s."""
+    app = App(websocket_config=QUIET)
+    pinged = trio.Event()
+
+    @app.websocket("/ws", config=WebSocketConfig(ping_interval=5, compression=None))
+    async def idle(ws: ServerWebSocket) -> None:
+        await ws.accept()
+        await pinged.wait()
+
+    async with open_memory_connection(app) as client:
+        await open_ws(client)
+        started = trio.current_time()
+        event = await client.reader.next_event()
+        assert isinstance(event, Ping)
+        assert trio.current_time() - started == pytest.approx(5)
+        pinged.set()
