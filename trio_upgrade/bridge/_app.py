@@ -69,11 +69,21 @@ class App:
     def post(self, pattern: str, *, name: str | None = None) -> Callable[[H], H]:
         return self.router.post(pattern, name=name)
 
+    def put(self, pattern: str, *, name: str | None = None) -> Callable[[H], H]:
+        return self.router.put(pattern, name=name)
+
+    def patch(self, pattern: str, *, name: str | None = None) -> Callable[[H], H]:
+        return self.router.patch(pattern, name=name)
+
+    def delete(self, pattern: str, *, name: str | None = None) -> Callable[[H], H]:
+        return self.router.delete(pattern, name=name)
+
     def add_middleware(self, middleware: Middleware) -> None:
-        """HTTP middleware: runs around plain requests only."""
+        """HTTP middleware: runs around plain requests only (404s and 405s included)."""
         self.router.add_middleware(middleware)
 
     def middleware(self, middleware: Middleware) -> Middleware:
+        """Decorator form of :meth:`add_middleware`."""
         self.router.add_middleware(middleware)
         return middleware
 
@@ -98,6 +108,7 @@ class App:
         self.ws_router.add_middleware(middleware)
 
     def websocket_middleware(self, middleware: Middleware) -> Middleware:
+        """Decorator form of :meth:`add_websocket_middleware`."""
         self.ws_router.add_middleware(middleware)
         return middleware
 
