@@ -779,3 +779,22 @@ async def test_keepalive_pings_follow_the_route_config(autojump_clock: trio.abc.
         assert isinstance(event, Ping)
         assert trio.current_time() - started == pytest.approx(5)
         pinged.set()
+
+
+async def test_app_method_decorators_register_http_routes() -> None:
+    app = App()
+
+    async def handler(request: Request) -> Response:
+        return Response.text(request.method)
+
+    for register in (app.get, app.post, app.put, app.patch, app.delete):
+        register(f"/{register.__name__}")(handler)
+    app.route("/both", methods=["GET", "POST"])(handler)
+    async with open_memory_connection(app) as client:
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            response = await client.get(f"/{method.lower()}", method=method)
+            assert (response.status, response.body) == (200, method.encode())
+        assert (await client.get("/both", method="POST")).body == b"POST"
+        refused = await client.get("/put", method="GET")
+        assert refused.status == 405
+        assert refused.headers["allow"] == "PUT"
