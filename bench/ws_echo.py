@@ -7,6 +7,8 @@ server's CPU comes from ``/proc/<pid>/stat`` around the measured phase only
 (handshakes excluded for the message workloads). Servers:
 
 - ``ours``: ``trio_upgrade.ws.serve_websocket`` (``bench/servers/ours_ws.py``);
+- ``ours-app``: the same echo as a WebSocket route of a ``trio_upgrade.bridge.App``
+  served by the HTTP server (handshake through HTTP routing and a takeover);
 - ``minimal``: a bare trio + wsproto loop, the ceiling (``min_wsproto.py``);
 - ``trio-websocket``, ``websockets-trio`` (``websockets.trio``, >= 17),
   ``hypercorn`` (Trio worker, ASGI echo app);
@@ -67,6 +69,7 @@ from _harness import (
 # name -> (script in bench/servers, description)
 SERVERS: dict[str, tuple[str, str]] = {
     "ours": ("ours_ws.py", "trio_upgrade.ws"),
+    "ours-app": ("ours_app_ws.py", "trio_upgrade App (HTTP + takeover)"),
     "minimal": ("min_wsproto.py", "minimal trio + wsproto loop"),
     "trio-websocket": ("trio_websocket_echo.py", "trio-websocket"),
     "websockets-trio": ("websockets_trio_echo.py", "websockets.trio"),
