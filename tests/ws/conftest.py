@@ -25,3 +25,10 @@ def ws_client_ssl(ws_tls_ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     ws_tls_ca.configure_trust(context)
     return context
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "autobahn: runs the Autobahn TestSuite through kosoku (minutes; part of the default run)",
+    )

@@ -122,10 +122,12 @@ async def test_hook_accepts_with_a_subprotocol_and_extra_headers() -> None:
     async def handler(ws: WebSocket) -> None:
         await ws.send(ws.subprotocol or "-")
 
-    async with running(handler, handshake=hook) as server:
-        async with open_websocket(url_of(server), subprotocols=["v1", "v2"]) as ws:
-            assert ws.subprotocol == "v2"
-            assert await ws.receive() == "v2"
+    async with (
+        running(handler, handshake=hook) as server,
+        open_websocket(url_of(server), subprotocols=["v1", "v2"]) as ws,
+    ):
+        assert ws.subprotocol == "v2"
+        assert await ws.receive() == "v2"
 
 
 async def test_hook_rejection_reaches_the_client_with_status_headers_and_body() -> None:

@@ -71,6 +71,14 @@ class _Fragment:
 _Item = str | bytes | _Fragment
 
 
+def _join(pieces: list[str | bytes]) -> str | bytes:
+    if len(pieces) == 1:
+        return pieces[0]
+    if isinstance(pieces[0], str):
+        return "".join(pieces)  # type: ignore[arg-type]
+    return b"".join(pieces)  # type: ignore[arg-type]
+
+
 @final
 class _PingWaiter:
     __slots__ = ("event", "rtt", "sent")
@@ -152,8 +160,9 @@ class WebSocket:
         self._drained: trio.Event | None = None
         # Fast-path calls of receive()/send(); every 64th one yields.
         self._ops = 0
-        # Bytes (or characters) of the message the reader is assembling.
-        self._msg_size = 0
+        # Bytes (or characters) of the message the reader is assembling; -1
+        # between messages (an empty first fragment still starts a message).
+        self._msg_size = -1
         # The application stopped in the middle of a chunked message.
         self._in_message = False
         # None while open; then the code of the Close frame that ended the
@@ -233,9 +242,7 @@ class WebSocket:
             assert type(item) is _Fragment
             parts.append(item.data)
         self._in_message = False
-        if isinstance(parts[0], str):
-            return "".join(parts)  # type: ignore[arg-type]
-        return b"".join(parts)  # type: ignore[arg-type]
+        return _join(parts)
 
     def receive_chunks(self) -> MessageChunks:
         """The next message as an async iterator of chunks, without buffering it whole.
@@ -512,39 +519,63 @@ class WebSocket:
                 await self._wait_drained()
         return how
 
+    async def _deliver(self, item: _Item) -> None:
+        try:
+            self._recv_in.send_nowait(item)
+        except trio.WouldBlock:
+            # A local close may begin meanwhile (ClosedResourceError).
+            with contextlib.suppress(trio.ClosedResourceError):
+                await self._recv_in.send(item)
+        except trio.ClosedResourceError:
+            pass
+
     async def _dispatch(self) -> int | None:
-        """Hand on every event parsed so far; return how to wind down, or None to go on."""
+        """Hand on every event parsed so far; return how to wind down, or None to go on.
+
+        Pieces of one message parsed from the same read (a peer may send
+        hundreds of tiny fragments) go to the application as one item.
+        """
         conn = self._conn
         limit = self._config.max_message_size
+        # Pieces of the current message gathered from this read, if any.
+        pieces: list[str | bytes] | None = None
+        # The current message began in this read (so it may go out whole).
+        began_here = False
         for event in conn.events():
             cls = type(event)
             if cls is TextMessage or cls is BytesMessage:
                 if self._close_code is not None:
                     continue  # we are closing: drop it
                 data = event.data  # type: ignore[attr-defined]
-                item: _Item
-                if event.message_finished and not self._msg_size:  # type: ignore[attr-defined]
+                finished = event.message_finished  # type: ignore[attr-defined]
+                if finished and pieces is None and self._msg_size < 0:
+                    # The common case: a whole message in one event.
                     if limit is not None and len(data) > limit:
                         self._fail(1009, "message too big")
                         return _FAILED
-                    item = data
+                    try:
+                        self._recv_in.send_nowait(data)
+                    except trio.WouldBlock:
+                        await self._deliver(data)
+                    except trio.ClosedResourceError:
+                        pass
+                    continue
+                size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
+                if limit is not None and size > limit:
+                    self._fail(1009, "message too big")
+                    return _FAILED
+                if pieces is None:
+                    began_here = self._msg_size < 0
+                    pieces = [data]
                 else:
-                    self._msg_size += len(data)
-                    if limit is not None and self._msg_size > limit:
-                        self._fail(1009, "message too big")
-                        return _FAILED
-                    last = event.message_finished  # type: ignore[attr-defined]
-                    item = _Fragment(data, last)
-                    if last:
-                        self._msg_size = 0
-                try:
-                    self._recv_in.send_nowait(item)
-                except trio.WouldBlock:
-                    # A local close may begin meanwhile (ClosedResourceError).
-                    with contextlib.suppress(trio.ClosedResourceError):
-                        await self._recv_in.send(item)
-                except trio.ClosedResourceError:
-                    pass
+                    pieces.append(data)
+                if finished:
+                    whole = _join(pieces)
+                    pieces = None
+                    self._msg_size = -1
+                    await self._deliver(whole if began_here else _Fragment(whole, True))
+                else:
+                    self._msg_size = size
             elif cls is Ping:
                 if conn.state is _OPEN and self._close_code is None:
                     self._queue(conn.send(event.response()))  # type: ignore[attr-defined]
@@ -566,6 +597,8 @@ class WebSocket:
                 if state is _OPEN:
                     self._fail(event.code, event.reason or "protocol error")
                 return _FAILED
+        if pieces is not None:
+            await self._deliver(_Fragment(_join(pieces), False))
         return None
 
     async def _wind_down(self, how: int) -> None:

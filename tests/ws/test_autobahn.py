@@ -1,0 +1,101 @@
+"""The Autobahn TestSuite (through kosoku) against our server and our client: no FAILED case.
+
+Every case runs, 12.* and 13.* (permessage-deflate) included, in four groups
+per side so that a failure names its group. The sessions allow 16 MiB
+messages because the 9.* cases echo messages that large; everything else is
+the default configuration (compression on). Counts are in docs/conformance.md.
+Deselect with ``-m "not autobahn"`` for a quick run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_upgrade.ws import (
+    ConnectionClosed,
+    WebSocket,
+    WebSocketConfig,
+    open_websocket,
+    serve_websocket,
+)
+
+from .autobahn import AutobahnReport, run_fuzzingclient, run_fuzzingserver
+
+pytestmark = [pytest.mark.autobahn, pytest.mark.timeout(900)]
+
+CONFIG = replace(WebSocketConfig(), ping_interval=None, max_message_size=16 << 20)
+GROUPS = {
+    "protocol": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "10.*"],
+    "big-messages": ["9.*"],
+    "deflate-12": ["12.*"],
+    "deflate-13": ["13.*"],
+}
+AGENT = "trio_upgrade"
+
+
+async def echo(ws: WebSocket) -> None:
+    async for message in ws:
+        await ws.send(message)
+
+
+def check(report: AutobahnReport) -> None:
+    assert report.behavior, f"no case ran:\n{report.output[-3000:]}"
+    assert report.failed == [], report.summary()
+
+
+@pytest.mark.parametrize("group", GROUPS)
+async def test_our_server_passes_autobahn(group: str, tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: serve_websocket(
+                echo, "127.0.0.1:0", config=CONFIG, task_status=task_status
+            )
+        )
+        host, port = server.addresses[0]
+        report = await run_fuzzingclient(
+            f"ws://{host}:{port}", outdir=tmp_path, cases=GROUPS[group], parallelism=2
+        )
+        nursery.cancel_scope.cancel()
+    check(report)
+
+
+async def drive_our_client(url: str) -> None:
+    """The Autobahn client protocol: count the cases, echo each one, ask for the report."""
+    async with open_websocket(f"{url}/getCaseCount", config=CONFIG) as ws:
+        count = int(await ws.receive())
+    for case in range(1, count + 1):
+        try:
+            async with open_websocket(
+                f"{url}/runCase?case={case}&agent={AGENT}", config=CONFIG
+            ) as ws:
+                async for message in ws:
+                    await ws.send(message)
+        except ConnectionClosed:
+            pass  # the cases that fail the connection on purpose
+    try:
+        async with open_websocket(f"{url}/updateReports?agent={AGENT}", config=CONFIG) as ws:
+            async for _ in ws:
+                pass
+    except ConnectionClosed:
+        pass  # kosoku drops this last connection as it finishes
+
+
+@pytest.mark.parametrize("group", GROUPS)
+async def test_our_client_passes_autobahn(group: str, tmp_path: Path) -> None:
+    report = await run_fuzzingserver(drive_our_client, outdir=tmp_path, cases=GROUPS[group])
+    check(report)
+
+
+def test_report_counts_failed_verdicts_and_bad_closes() -> None:
+    """The helper itself: a FAILED verdict or an unclean close makes a case fail."""
+    report = AutobahnReport(
+        behavior={"1.1.1": "OK", "1.1.2": "FAILED", "2.1": "NON-STRICT", "10.1.1": "OK"},
+        behavior_close={"1.1.1": "OK", "1.1.2": "OK", "2.1": "OK", "10.1.1": "UNCLEAN"},
+    )
+    assert report.failed == ["1.1.2", "10.1.1"]
+    assert report.counts["OK"] == 2
+    assert "failed: 1.1.2 10.1.1" in report.summary()
