@@ -66,6 +66,7 @@ class ChatSession:
         "_room",
         "_scope",
         "_strikes",
+        "_written",
         "_ws",
     )
 
@@ -86,6 +87,8 @@ class ChatSession:
         self._rate = TokenBucket(config.rate, config.burst)
         # Error answers cost strikes; running out of them closes with 1008.
         self._strikes = TokenBucket(config.strike_rate, config.strike_burst)
+        # Set when the write loop has ended (its queue drained, or the peer gone).
+        self._written = trio.Event()
 
     # -- Subscriber ------------------------------------------------------------
 
@@ -132,6 +135,13 @@ class ChatSession:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop)
                     await self._read_loop()
+                    if self._close is not None:
+                        # Closing for the client's own conduct: let it read the
+                        # error events queued before the close (bounded).
+                        self._hub.disconnect(self)
+                        self._out_send.close()
+                        with trio.move_on_after(self._config.close_timeout):
+                            await self._written.wait()
                     nursery.cancel_scope.cancel()
         except HubUnavailable as exc:
             logger.warning("hub unavailable: %s", exc)
@@ -150,16 +160,19 @@ class ChatSession:
                 await self._ws.send(payload)
         except ConnectionClosed:
             self._scope.cancel()  # the client is gone: nothing more to read either
+        finally:
+            self._written.set()
 
     async def _read_loop(self) -> None:
         config = self._config
         try:
             async for raw in self._ws:
                 if not isinstance(raw, str):
-                    self._stop(1003, "only JSON text messages are accepted")
+                    self._close = (1003, "only JSON text messages are accepted")
                     return
                 if not self._rate.allow(trio.current_time()):
-                    self._reject(ProtocolError("rate_limited", "slow down: too many messages"))
+                    if not self._reject(ProtocolError("rate_limited", "too many messages")):
+                        return
                     continue
                 message = parse_client_message(
                     raw,
@@ -168,9 +181,11 @@ class ChatSession:
                     max_text=config.max_text,
                 )
                 if isinstance(message, ProtocolError):
-                    self._reject(message)
+                    if not self._reject(message):
+                        return
                 elif isinstance(message, Say):
-                    await self._say(message.text)
+                    if not await self._say(message.text):
+                        return
                 elif isinstance(message, Join):
                     await self._join(message)
                 elif isinstance(message, Leave):
@@ -180,11 +195,13 @@ class ChatSession:
         except ConnectionClosed:
             pass  # closed abnormally (1009, 1006...): nothing to answer
 
-    def _reject(self, error: ProtocolError) -> None:
+    def _reject(self, error: ProtocolError) -> bool:
+        """Answer a bad message with an error event; ``False``: out of strikes, close."""
         if self._strikes.allow(trio.current_time()):
             self.deliver(error_event(error))
-        else:
-            self._stop(1008, "too many bad or excessive messages")
+            return True
+        self._close = (1008, "too many bad or excessive messages")
+        return False
 
     async def _join(self, join: Join) -> None:
         await self._leave_room()
@@ -201,21 +218,22 @@ class ChatSession:
             await self._leave_room()
             self.deliver(error_event(ProtocolError("unavailable", "try again in a moment")))
 
-    async def _say(self, text: str) -> None:
+    async def _say(self, text: str) -> bool:
+        """Post *text*; ``False`` if that cost the last strike (close)."""
         room, member = self._room, self._member
         if room is None or member is None:
-            self._reject(ProtocolError("not_in_room", "join a room first"))
-            return
+            return self._reject(ProtocolError("not_in_room", "join a room first"))
         try:
             posted = await self._hub.say(room, member, text)
         except HubUnavailable as exc:
             logger.warning("say failed: %s", exc)
             self.deliver(error_event(ProtocolError("unavailable", "not sent: try again")))
-            return
+            return True
         if not posted:
             # Our place was taken by a newer connection of this tab, or expired.
             await self._leave_room()
             self.deliver(error_event(ProtocolError("not_in_room", f"you are no longer in #{room}")))
+        return True
 
     async def _leave_room(self) -> None:
         room, member = self._room, self._member
