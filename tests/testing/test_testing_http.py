@@ -510,4 +510,49 @@ async def test_a_connection_serves_one_request_at_a_time(client: AppClient) -> N
 
 
 def test_pytest_does_not_collect_the_client_class() -> None:
-    assert AppClient.__test__ is False  # type: ignore[attr-defined]
+    assert AppClient.__test__ is False
+
+
+async def test_an_interim_100_continue_is_skipped(autojump_clock: trio.testing.MockClock) -> None:
+    """The app reads the body of an `Expect: 100-continue` request: 100 first, then the answer."""
+
+    async def later() -> AsyncIterator[bytes]:
+        await trio.sleep(1)  # the server sends its 100 meanwhile
+        yield b"payload"
+
+    async with AppClient(make_app()) as client:
+        response = await client.post("/echo", content=later(), headers={"expect": "100-continue"})
+    assert response.status_code == 200
+    assert response.content == b"payload"
+
+
+async def test_a_failing_upload_iterator_raises_its_own_error(client: AppClient) -> None:
+    async def fails() -> AsyncIterator[bytes]:
+        yield b"start"
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        await client.post("/echo", content=fails())
+
+
+async def test_bytearray_content_and_an_unknown_charset(client: AppClient) -> None:
+    response = await client.post(
+        "/echo", content=bytearray(b"abc"), headers={"content-type": "text/plain; charset=nope"}
+    )
+    assert response.content == b"abc"
+    assert response.charset == "utf-8"
+    assert response.text == "abc"
+
+
+async def test_upgraded_stream_needs_a_101(client: AppClient) -> None:
+    async with client.connect() as conn:
+        await conn.get("/")
+        with pytest.raises(RuntimeError, match="not switched"):
+            conn.upgraded_stream()
+
+
+async def test_a_client_can_be_entered_once() -> None:
+    client = AppClient(make_app())
+    async with client:
+        with pytest.raises(RuntimeError, match="only once"):
+            await client.__aenter__()

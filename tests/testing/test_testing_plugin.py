@@ -175,7 +175,7 @@ def test_exports_are_exactly_the_documented_names() -> None:
         if name != "RequestContent":
             assert value.__doc__, name
     with pytest.raises(AttributeError):
-        _ = trio_upgrade.testing.NoSuchName  # type: ignore[attr-defined]
+        _ = trio_upgrade.testing.NoSuchName
 
 
 def test_the_complete_example_passes_as_a_user_project(pytester: pytest.Pytester) -> None:

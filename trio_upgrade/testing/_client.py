@@ -268,26 +268,30 @@ class ClientConnection:
         fields, body = _body_and_headers(headers, url_host or self._host, content, json, data)
         self._start_exchange()
         # Errors are kept and raised outside the nursery, so that callers see
-        # them as themselves rather than inside an exception group.
-        errors: list[BaseException] = []
+        # them as themselves rather than inside an exception group. A failing
+        # body iterator comes first: it is why the connection was cut.
+        body_errors: list[BaseException] = []
+        error: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
                 try:
                     await self._send_head(method, target, fields, body)
                     if body is not None and not isinstance(body, bytes):
-                        nursery.start_soon(self._send_body, body, errors)
+                        nursery.start_soon(self._send_body, body, body_errors)
                     response = await self._receive_head(method, target)
                     yield response
                 except BaseException as exc:
-                    errors.insert(0, exc)
+                    error = exc
                 finally:
                     # A body still being sent when the response is complete is
                     # not wanted any more (an early answer: 413, 401...).
                     nursery.cancel_scope.cancel()
         finally:
             await self._end_exchange()
-        if errors:
-            raise errors[0]
+        if body_errors:
+            raise body_errors[0]
+        if error is not None:
+            raise error
 
     def _start_exchange(self) -> None:
         h = self._h11
