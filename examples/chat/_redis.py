@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, final
@@ -46,6 +47,9 @@ from ._hub import (
     sort_members,
 )
 from ._protocol import fold_nick
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup, ExceptionGroup
 
 __all__ = ["RedisHub"]
 
@@ -122,6 +126,20 @@ return seq
 """
 
 
+def _storage_failure(exc: BaseException) -> bool:
+    # coredis runs its connections in anyio task groups: on Trio a refused
+    # connection arrives wrapped in (nested) exception groups.
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_storage_failure(e) for e in exc.exceptions)
+    return isinstance(exc, (RedisError, OSError))
+
+
+def _single_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _room_head(room: str) -> str:
     return room_event(room, 0)[: -len(',"count":0}')]
 
@@ -169,6 +187,22 @@ class RedisHub(Hub):
 
         Raises :class:`HubUnavailable` if Redis cannot be reached at start.
         """
+        try:
+            async with cls._open(url, config, prefix=prefix, heartbeat=heartbeat) as hub:
+                yield hub
+        except ExceptionGroup as group:
+            # The client's task groups wrap whatever crosses them, the body's
+            # exceptions included: hand a lone exception over as itself.
+            leaf = _single_leaf(group)
+            if leaf is group:
+                raise
+            raise leaf from None
+
+    @classmethod
+    @asynccontextmanager
+    async def _open(
+        cls, url: str, config: ChatConfig, *, prefix: str, heartbeat: float
+    ) -> AsyncIterator[RedisHub]:
         client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
         async with client:
             hub = cls(client, config, prefix=prefix, heartbeat=heartbeat)
@@ -198,8 +232,10 @@ class RedisHub(Hub):
     async def _call(self, request: Any) -> Any:
         try:
             return await request
-        except (RedisError, OSError) as exc:
-            raise HubUnavailable(f"redis: {exc}") from exc
+        except Exception as exc:
+            if _storage_failure(exc):
+                raise HubUnavailable(f"redis: {_single_leaf(exc)}") from exc
+            raise
 
     # -- storage ---------------------------------------------------------------
 

@@ -185,6 +185,7 @@ class ChatProcess:
             text=True,
         )
         self.output: list[str] = []
+        self._drainer: threading.Thread | None = None
         self.port = self._wait_serving()
 
     def _wait_serving(self) -> int:
@@ -197,7 +198,8 @@ class ChatProcess:
             self.output.append(line)
             if line.startswith("chat: serving on http://127.0.0.1:"):
                 # Keep reading, or the child blocks once the pipe is full of logs.
-                threading.Thread(target=self._drain, daemon=True).start()
+                self._drainer = threading.Thread(target=self._drain, daemon=True)
+                self._drainer.start()
                 return int(line.split("127.0.0.1:", 1)[1].split("/", 1)[0])
         self.stop()
         raise RuntimeError("the chat did not start:\n" + "".join(self.output))
@@ -225,4 +227,8 @@ class ChatProcess:
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
+            if self._drainer is not None:
+                self._drainer.join(WAIT)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
         return status
