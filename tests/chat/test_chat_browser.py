@@ -13,11 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from _chat_helpers import ChatProcess, free_port
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-Browser = playwright_api.Browser
-Page = playwright_api.Page
-expect = playwright_api.expect
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,7 +34,7 @@ def browser() -> Iterator[Browser]:
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (scripts/test installs it with apt-get)")
     expect.set_options(timeout=TIMEOUT)
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser

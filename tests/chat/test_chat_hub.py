@@ -9,7 +9,7 @@ import pytest
 import trio
 from _chat_helpers import REPO  # noqa: F401  (puts the repository on sys.path)
 
-from examples.chat import ChatConfig, JoinRefused, Member, MemoryHub
+from examples.chat import ChatConfig, Hub, JoinRefused, Member, MemoryHub, Snapshot
 
 
 class Recorder:
@@ -179,17 +179,31 @@ async def test_a_full_subscriber_is_dropped_and_the_others_still_get_everything(
 async def test_events_racing_a_join_are_held_then_filtered_by_the_snapshot() -> None:
     """What RedisHub relies on: events dispatched while a join is in flight."""
 
-    class SlowJoinHub(MemoryHub):
-        # Events of other processes arrive while the join's storage call waits.
-        async def _join(self, room: str, member: Member) -> Any:
-            snapshot = await super()._join(room, member)
+    class RacingHub(Hub):
+        """MemoryHub's storage; events of "other processes" arrive while a join waits."""
+
+        def __init__(self) -> None:
+            super().__init__(ChatConfig())
+            self.storage = MemoryHub()
+
+        async def _join(self, room: str, member: Member) -> Snapshot:
+            snapshot = await self.storage._join(room, member)
             self._dispatch(room, snapshot.seq - 1, '{"type":"message","text":"old"}')
             self._dispatch(room, snapshot.seq, '{"type":"message","text":"own"}')
             self._dispatch(room, snapshot.seq + 1, '{"type":"message","text":"new"}')
             await trio.lowlevel.checkpoint()
             return snapshot
 
-    hub = SlowJoinHub()
+        async def _leave(self, room: str, member: Member) -> None:
+            await self.storage._leave(room, member)
+
+        async def _say(self, room: str, member: Member, text: str, ts: int) -> bool:
+            return await self.storage._say(room, member, text, ts)
+
+        async def rooms(self) -> list[tuple[str, int]]:
+            return await self.storage.rooms()
+
+    hub = RacingHub()
     rec = Recorder()
     await hub.join("r", Member("alice", "k1"), rec)
     assert [e["type"] for e in rec.events] == ["joined", "message"]
