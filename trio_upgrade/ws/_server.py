@@ -24,7 +24,7 @@ from ._handshake import (
     validate_request,
 )
 from ._request import HandshakeRequest
-from ._session import WebSocket, open_session
+from ._session import WebSocket
 from ._wire import read_head
 
 __all__ = ["Accept", "HandshakeHook", "Reject", "WebSocketHandler", "serve_websocket"]
@@ -140,20 +140,28 @@ async def _serve_connection(
         await _linger(stream)
         return
     request, prefetched, accepted = opened
+    ws = WebSocket(
+        stream,
+        prefetched=prefetched,
+        request=request,
+        subprotocol=accepted.subprotocol,
+        extensions=accepted.extensions,
+        config=config,
+        client=False,
+    )
+    # The session's tasks run in the connection's nursery rather than one of
+    # their own: a nursery less per connection (memory), same lifetime.
+    ws._start(conn.nursery, conn.shutdown)
+    error: BaseException | None = None
     try:
-        async with open_session(
-            stream,
-            client=False,
-            prefetched=prefetched,
-            request=request,
-            subprotocol=accepted.subprotocol,
-            extensions=accepted.extensions,
-            config=config,
-            shutdown=conn.shutdown,
-        ) as ws:
-            await handler(ws)
+        await handler(ws)
     except ConnectionClosed:
         pass
+    except BaseException as exc:
+        error = exc
+    await ws._end(error)
+    if error is not None:
+        raise error
 
 
 async def _handshake(

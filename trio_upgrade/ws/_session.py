@@ -5,7 +5,7 @@
     stream ─► reader task ─► wsproto ─► receive channel ─► ws.receive() (application)
     stream ◄─ writer task ◄─ send channel ◄─ wsproto ◄──── ws.send()    (application)
                           ▲
-              pongs, Close replies (reader), keepalive pings (watchdog task)
+              pongs, Close replies (reader), keepalive pings (the shared keeper)
 
 The reader is the only task that calls ``receive_some``; the writer the only
 one that calls ``send_all``. The writer drains everything queued and writes it
@@ -17,6 +17,11 @@ Backpressure: the receive channel holds at most ``receive_queue`` items, after
 which the reader stops reading and the peer's TCP window closes; outgoing bytes
 not yet written are counted, and above ``send_buffer`` the sender (application
 or reader) waits for the writer.
+
+An idle session costs little memory: the writer task, its channel and the
+wsproto connection are created on first use, keepalive and server drains are
+handled by shared tasks (:mod:`._keeper`), and a session started by
+:func:`serve_websocket` runs in the connection's own nursery.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from wsproto.extensions import Extension
 from ..core import Shutdown, current_connection
 from ._config import WebSocketConfig
 from ._errors import ConnectionClosed, closed_error
+from ._keeper import schedule_keepalive, unwatch_drain, watch_drain
 from ._request import HandshakeRequest
 
 __all__ = ["MessageChunks", "WebSocket", "websocket_session"]
@@ -83,8 +89,9 @@ def _join(pieces: list[str | bytes]) -> str | bytes:
 class _PingWaiter:
     __slots__ = ("event", "rtt", "sent")
 
-    def __init__(self, sent: float) -> None:
-        self.event = trio.Event()
+    def __init__(self, sent: float, event: trio.Event | None) -> None:
+        # None for keepalive pings: the keeper checks rtt instead of waiting.
+        self.event = event
         self.sent = sent
         self.rtt: float | None = None
 
@@ -105,6 +112,7 @@ class WebSocket:
     """
 
     __slots__ = (
+        "__weakref__",
         "_client",
         "_close_code",
         "_close_reason",
@@ -112,8 +120,12 @@ class WebSocket:
         "_conn",
         "_done",
         "_drained",
+        "_extension_objects",
+        "_finished",
         "_in_message",
+        "_keepalive_ping",
         "_msg_size",
+        "_nursery",
         "_ops",
         "_pending",
         "_pings",
@@ -122,6 +134,7 @@ class WebSocket:
         "_send_in",
         "_send_lock",
         "_send_out",
+        "_shutdown",
         "_stream",
         "_writer_done",
         "extensions",
@@ -132,28 +145,39 @@ class WebSocket:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        conn: WSConnection,
         *,
+        prefetched: bytes,
         request: HandshakeRequest,
         subprotocol: str | None,
-        extensions: tuple[str, ...],
+        extensions: Sequence[Extension],
         config: WebSocketConfig,
         client: bool,
     ) -> None:
         self._stream = stream
-        self._conn = conn
         self._config = config
         self._client = client
         self.request = request
         """The opening handshake request (on a client: the one we sent)."""
         self.subprotocol = subprotocol
         """The negotiated subprotocol, or ``None``."""
-        self.extensions = extensions
+        self.extensions = tuple(ext.name for ext in extensions)
         """Names of the negotiated extensions, e.g. ``("permessage-deflate",)``."""
+        # wsproto's connection, made on first use (an idle session needs none);
+        # the extension objects wait here until then.
+        self._conn: WSConnection | None = None
+        self._extension_objects = list(extensions)
+        if prefetched:
+            self._make_conn().receive_data(prefetched)
         self._recv_in, self._recv_out = trio.open_memory_channel[_Item](config.receive_queue)
+        # The writer's channel and task start with the first outgoing frame.
         # Unbounded in count on purpose: the bound is in bytes (_pending vs
-        # send_buffer), and close frames must be queued without waiting.
-        self._send_in, self._send_out = trio.open_memory_channel[bytes](math.inf)
+        # send_buffer), and a Close frame must be queued without waiting.
+        self._send_in: trio.MemorySendChannel[bytes] | None = None
+        self._send_out: trio.MemoryReceiveChannel[bytes] | None = None
+        self._writer_done: trio.Event | None = None
+        # Where the reader (and later the writer) run; set by _start().
+        self._nursery: trio.Nursery | None = None
+        self._shutdown: Shutdown | None = None
         # Outgoing bytes queued but not yet written by the writer.
         self._pending = 0
         # Set (then replaced) when _pending drops to send_buffer; None when nobody waits.
@@ -170,11 +194,25 @@ class WebSocket:
         self._close_code: int | None = None
         self._close_reason = ""
         self._pings: dict[bytes, _PingWaiter] | None = None
+        # The last keepalive ping (None before the first one).
+        self._keepalive_ping: _PingWaiter | None = None
         # Held while a fragmented message is being sent.
         self._send_lock: trio.Lock | None = None
-        self._writer_done = trio.Event()
-        # Set once the stream is closed and both tasks have finished.
-        self._done = trio.Event()
+        # True once the stream is closed and the reader has finished; _done is
+        # made only if somebody waits for that.
+        self._finished = False
+        self._done: trio.Event | None = None
+
+    def _make_conn(self) -> WSConnection:
+        conn = self._conn = WSConnection(
+            ConnectionType.CLIENT if self._client else ConnectionType.SERVER,
+            extensions=self._extension_objects,
+        )
+        self._extension_objects = []
+        return conn
+
+    def _state(self) -> ConnectionState:
+        return _OPEN if self._conn is None else self._conn.state
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
@@ -296,15 +334,21 @@ class WebSocket:
     async def _send_frame(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
         if self._close_code is not None:
             raise self._closed_error()
+        conn = self._conn
+        if conn is None:
+            conn = self._make_conn()
         if isinstance(data, str):
-            frame = self._conn.send(TextMessage(data=data, message_finished=fin))
+            frame = conn.send(TextMessage(data=data, message_finished=fin))
         elif isinstance(data, (bytes, bytearray)):
-            frame = self._conn.send(BytesMessage(data=data, message_finished=fin))
+            frame = conn.send(BytesMessage(data=data, message_finished=fin))
         elif isinstance(data, memoryview):
-            frame = self._conn.send(BytesMessage(data=bytes(data), message_finished=fin))
+            frame = conn.send(BytesMessage(data=bytes(data), message_finished=fin))
         else:
             raise TypeError(f"a message is str or bytes-like, not {type(data).__name__}")
-        self._send_in.send_nowait(frame)
+        send_in = self._send_in
+        if send_in is None:
+            send_in = self._start_writer()
+        send_in.send_nowait(frame)
         self._pending += len(frame)
         if self._pending > self._config.send_buffer:
             await self._wait_drained()
@@ -312,7 +356,7 @@ class WebSocket:
     async def _wait_drained(self) -> None:
         limit = self._config.send_buffer
         while self._pending > limit:
-            if self._done.is_set():
+            if self._finished:
                 raise self._closed_error()
             event = self._drained
             if event is None:
@@ -387,10 +431,11 @@ class WebSocket:
             self._pings = {}
         if payload in self._pings:
             raise ValueError("a ping with this payload is already waiting")
-        waiter = self._pings[payload] = _PingWaiter(trio.current_time())
-        self._queue(self._conn.send(Ping(payload=payload)))
+        event = trio.Event()
+        waiter = self._pings[payload] = _PingWaiter(trio.current_time(), event)
+        self._queue(self._proto().send(Ping(payload=payload)))
         try:
-            await waiter.event.wait()
+            await event.wait()
         finally:
             if self._pings is not None and self._pings.get(payload) is waiter:
                 del self._pings[payload]
@@ -408,18 +453,26 @@ class WebSocket:
         self._start_close(code, reason)
         await self._wait_done()
 
+    def _proto(self) -> WSConnection:
+        return self._make_conn() if self._conn is None else self._conn
+
     def _start_close(self, code: int, reason: str) -> None:
-        if self._close_code is None and self._conn.state is _OPEN:
+        if self._close_code is None and self._state() is _OPEN:
             self._set_closed(code, reason)
-            self._queue_final(self._conn.send(CloseConnection(code=code, reason=reason)))
+            self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
             # The application learns at once that the session is closing; what the
             # peer sends until its Close arrives is dropped.
             self._recv_in.close()
 
     async def _wait_done(self) -> None:
+        if self._finished:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._done is None:
+            self._done = trio.Event()
         with trio.move_on_after(self._config.close_timeout):
             await self._done.wait()
-        if not self._done.is_set():
+        if not self._finished:
             self._set_closed(1006, "close timed out")
             await self._kill()
             await self._done.wait()
@@ -436,21 +489,32 @@ class WebSocket:
             self._close_code = code
             self._close_reason = reason
 
+    def _start_writer(self) -> trio.MemorySendChannel[bytes]:
+        self._send_in, self._send_out = trio.open_memory_channel[bytes](math.inf)
+        self._writer_done = trio.Event()
+        assert self._nursery is not None, "session not started"
+        self._nursery.start_soon(self._writer, self._send_out)
+        return self._send_in
+
     def _queue(self, frame: bytes) -> None:
-        self._send_in.send_nowait(frame)
+        send_in = self._send_in
+        if send_in is None:
+            send_in = self._start_writer()
+        send_in.send_nowait(frame)
         self._pending += len(frame)
 
     def _queue_final(self, frame: bytes) -> None:
         # A Close frame is the last thing we send (RFC 6455 §5.5.1): the writer
         # ends once it has written it.
         self._queue(frame)
+        assert self._send_in is not None
         self._send_in.close()
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send Close with *code*, stop reading."""
-        if self._close_code is None and self._conn.state is _OPEN:
+        if self._close_code is None and self._state() is _OPEN:
             self._set_closed(code, reason)
-            self._queue_final(self._conn.send(CloseConnection(code=code, reason=reason)))
+            self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
         self._recv_in.close()
 
     def _on_pong(self, payload: bytes) -> None:
@@ -462,16 +526,19 @@ class WebSocket:
         for key in list(pings):
             waiter = pings.pop(key)
             waiter.rtt = now - waiter.sent
-            waiter.event.set()
+            if waiter.event is not None:
+                waiter.event.set()
             if key == payload:
                 break
 
     def _wake_everyone(self) -> None:
         self._recv_in.close()
-        self._send_in.close()
+        if self._send_in is not None:
+            self._send_in.close()
         if self._pings:
             for waiter in self._pings.values():
-                waiter.event.set()
+                if waiter.event is not None:
+                    waiter.event.set()
             self._pings.clear()
         if self._drained is not None:
             self._drained.set()
@@ -490,17 +557,20 @@ class WebSocket:
         finally:
             self._set_closed(1006, "connection lost")
             self._wake_everyone()
+            if self._shutdown is not None:
+                unwatch_drain(self, self._shutdown)
             await self._kill()
-            self._done.set()
+            self._finished = True
+            if self._done is not None:
+                self._done.set()
 
     async def _read_loop(self) -> int:
         stream = self._stream
-        conn = self._conn
         config = self._config
         low = config.min_read_size
         high = config.max_read_size
         size = low
-        how = await self._dispatch()  # events from prefetched bytes
+        how = await self._dispatch() if self._conn is not None else None  # prefetched
         while how is None:
             data = await stream.receive_some(size)
             if not data:
@@ -512,7 +582,7 @@ class WebSocket:
             elif n < size >> 3 and size > low:
                 size = max(size >> 1, low)
             # bytes or bytearray: wsproto only appends it to its buffer.
-            conn.receive_data(data)  # type: ignore[arg-type]
+            self._proto().receive_data(data)  # type: ignore[arg-type]
             how = await self._dispatch()
             if how is None and self._pending > config.send_buffer:
                 # Our pongs pile up: stop reading until the peer takes them.
@@ -536,6 +606,7 @@ class WebSocket:
         hundreds of tiny fragments) go to the application as one item.
         """
         conn = self._conn
+        assert conn is not None
         limit = self._config.max_message_size
         # Pieces of the current message gathered from this read, if any.
         pieces: list[str | bytes] | None = None
@@ -605,7 +676,8 @@ class WebSocket:
         """After Close frames: flush, let the peer see our end, then close (bounded)."""
         stream = self._stream
         with trio.move_on_after(self._config.close_timeout):
-            await self._writer_done.wait()
+            if self._writer_done is not None:
+                await self._writer_done.wait()
             if how == _FAILED and isinstance(stream, trio.abc.HalfCloseableStream):
                 # Half-close and drain, so that unread bytes of the peer do not
                 # turn our close into a reset that could destroy our Close frame.
@@ -621,14 +693,14 @@ class WebSocket:
                     pass
             await stream.aclose()
 
-    async def _writer(self) -> None:
-        receive_nowait = self._send_out.receive_nowait
+    async def _writer(self, channel: trio.MemoryReceiveChannel[bytes]) -> None:
+        receive_nowait = channel.receive_nowait
         stream = self._stream
         limit = self._config.send_buffer
         try:
             while True:
                 try:
-                    data = await self._send_out.receive()
+                    data = await channel.receive()
                 except trio.EndOfChannel:
                     return
                 n = len(data)
@@ -659,35 +731,65 @@ class WebSocket:
             self._set_closed(1006, "connection lost")
             await self._kill()
         finally:
+            assert self._writer_done is not None
             self._writer_done.set()
 
-    async def _watchdog(self, shutdown: Shutdown | None) -> None:
-        """Keepalive pings and, on a server, the graceful-drain signal."""
-        if shutdown is None:
-            await self._keepalive()
-            return
-        with shutdown.idle() as scope:
-            await self._keepalive()
-        if scope.cancelled_caught:
-            # RFC 6455 §7.4.1: 1001, the server is going away.
-            await self.aclose(1001, "server shutting down")
+    # -- lifecycle ----------------------------------------------------------
 
-    async def _keepalive(self) -> None:
+    def _start(self, nursery: trio.Nursery, shutdown: Shutdown | None) -> None:
+        """Start the reader in *nursery*; watch *shutdown*'s drain; arm keepalive."""
+        self._nursery = nursery
+        nursery.start_soon(self._reader)
+        if shutdown is not None:
+            self._shutdown = shutdown
+            watch_drain(self, shutdown)
         interval = self._config.ping_interval
-        if interval is None:
-            await trio.sleep_forever()
-            return
-        while True:
-            await trio.sleep(interval)
-            with trio.move_on_after(self._config.ping_timeout) as scope:
-                try:
-                    await self.ping()
-                except ConnectionClosed:
-                    return
-            if scope.cancelled_caught:
-                self._fail(1011, "keepalive ping timeout")
-                await self._wait_done()
-                return
+        if interval is not None:
+            schedule_keepalive(self, trio.current_time() + interval)
+
+    async def _end(self, error: BaseException | None) -> None:
+        """Close after the application's part ended (normally or with *error*)."""
+        if error is None:
+            await self.aclose(1000)
+        elif isinstance(error, Exception):
+            with trio.CancelScope(shield=True) as scope:
+                # Shielded but bounded: the application's failure must not stop us
+                # from telling the peer (1011), nor keep us here for long.
+                scope.deadline = trio.current_time() + self._config.close_timeout
+                await self.aclose(1011, "internal error")
+            self._set_closed(1006, "close timed out")
+            await self._kill()
+        else:
+            # Cancelled (or KeyboardInterrupt): no time for a handshake.
+            self._set_closed(1006, "cancelled")
+            await self._kill()
+
+    async def _keepalive_tick(self, now: float) -> float | None:
+        """Called by the keeper: ping, check the last pong, or give up; return the next time."""
+        if self._close_code is not None:
+            return None
+        config = self._config
+        assert config.ping_interval is not None
+        last = self._keepalive_ping
+        if last is not None and last.rtt is None:
+            if now < last.sent + config.ping_timeout:
+                return last.sent + config.ping_timeout
+            # No pong within ping_timeout: fail (1011), drop the connection soon.
+            self._fail(1011, "keepalive ping timeout")
+            self._wake_everyone()
+            with trio.move_on_after(min(config.close_timeout, 1.0)):
+                if self._writer_done is not None:
+                    await self._writer_done.wait()
+            await self._kill()
+            return None
+        if last is not None and now < last.sent + config.ping_interval:
+            return last.sent + config.ping_interval
+        payload = os.urandom(4)
+        if self._pings is None:
+            self._pings = {}
+        waiter = self._pings[payload] = self._keepalive_ping = _PingWaiter(now, None)
+        self._queue(self._proto().send(Ping(payload=payload)))
+        return waiter.sent + min(config.ping_interval, config.ping_timeout)
 
 
 @final
@@ -721,10 +823,6 @@ class MessageChunks:
         return item
 
 
-def _extension_names(extensions: Sequence[Extension]) -> tuple[str, ...]:
-    return tuple(ext.name for ext in extensions)
-
-
 @asynccontextmanager
 async def open_session(
     stream: trio.abc.Stream,
@@ -738,46 +836,25 @@ async def open_session(
     shutdown: Shutdown | None,
 ) -> AsyncIterator[WebSocket]:
     """Run a session over *stream* for the duration of the block (both sides)."""
-    conn = WSConnection(
-        ConnectionType.CLIENT if client else ConnectionType.SERVER,
-        extensions=list(extensions),
-        trailing_data=prefetched,
-    )
     ws = WebSocket(
         stream,
-        conn,
+        prefetched=prefetched,
         request=request,
         subprotocol=subprotocol,
-        extensions=_extension_names(extensions),
+        extensions=extensions,
         config=config,
         client=client,
     )
     error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws._reader)
-        nursery.start_soon(ws._writer)
-        if config.ping_interval is not None or shutdown is not None:
-            nursery.start_soon(ws._watchdog, shutdown)
+        ws._start(nursery, shutdown)
         try:
             yield ws
         except BaseException as exc:
             # Kept and re-raised outside the nursery, so the caller sees its own
             # exception rather than an ExceptionGroup.
             error = exc
-        if error is None:
-            await ws.aclose(1000)
-        elif isinstance(error, Exception):
-            with trio.CancelScope(shield=True) as scope:
-                # Shielded but bounded: the body's failure must not stop us from
-                # telling the peer (1011), nor keep us here for long.
-                scope.deadline = trio.current_time() + ws._config.close_timeout
-                await ws.aclose(1011, "internal error")
-            ws._set_closed(1006, "close timed out")
-            await ws._kill()
-        else:
-            # Cancelled (or KeyboardInterrupt): no time for a handshake.
-            ws._set_closed(1006, "cancelled")
-            await ws._kill()
+        await ws._end(error)
         nursery.cancel_scope.cancel()
     if error is not None:
         raise error
