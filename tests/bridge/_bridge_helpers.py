@@ -143,7 +143,7 @@ class Reader:
             for event in self.ws.events():
                 return event
             data = await self.stream.receive_some(65536)
-            self.ws.receive_data(data or None)
+            self.ws.receive_data(bytes(data) or None)
 
     async def next_message(self) -> str | bytes:
         """The next data message, skipping pings (wsproto answers them for us)."""
@@ -151,7 +151,8 @@ class Reader:
             event = await self.next_event()
             if isinstance(event, Message):
                 assert event.message_finished
-                return event.data
+                data: str | bytes = event.data
+                return data
             if isinstance(event, Ping):
                 continue
             raise AssertionError(f"expected a message, got {event!r}")

@@ -53,11 +53,11 @@ async def test_hello_serves_the_page_and_echoes_then_stops_on_sigint() -> None:
         async with ws_connect(ws_url) as ws:
             await ws.send("hello")
             assert await ws.recv() == "hello"
-        async with ws_connect(ws_url, origin=url.rstrip("/")) as ws:  # type: ignore[arg-type]
+        async with ws_connect(ws_url, origin=url.rstrip("/")) as ws:
             await ws.send("from the page")
             assert await ws.recv() == "from the page"
             with pytest.raises(InvalidStatus) as refused:
-                async with ws_connect(ws_url, origin="http://evil.example"):  # type: ignore[arg-type]
+                async with ws_connect(ws_url, origin="http://evil.example"):
                     pass
             assert refused.value.response.status_code == 403
             # Ctrl+C: the open socket is closed with 1001 and the process exits 0

@@ -191,6 +191,7 @@ async def test_compression_is_negotiated_per_app_and_per_route() -> None:
             assert ws.response is not None
             assert "Sec-WebSocket-Extensions" not in ws.response.headers
         async with ws_connect(f"{base}/deflate") as ws:
+            assert ws.response is not None
             assert await ws.recv() == ws.response.headers["Sec-WebSocket-Extensions"]
             assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
             text = "compressible " * 1000

@@ -22,6 +22,7 @@ def backend_app() -> App:
     @backend.websocket("/socket")
     async def socket(ws: ServerWebSocket) -> None:
         async for message in ws:
+            assert isinstance(message, str)
             await ws.send(f"backend got {message}")
 
     return backend
@@ -49,10 +50,10 @@ async def test_mounted_proxy_relays_pages_and_tunnels_websockets_behind_the_orig
             assert relayed.text == "backend page, prefix /svc"
             url = f"ws://127.0.0.1:{port}/svc/socket"
             origin = f"http://127.0.0.1:{port}"
-            async with ws_connect(url, origin=origin) as ws:  # type: ignore[arg-type]
+            async with ws_connect(url, origin=origin) as ws:
                 await ws.send("hi")
                 assert await ws.recv() == "backend got hi"
             with pytest.raises(InvalidStatus) as refused:
-                async with ws_connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
+                async with ws_connect(url, origin="http://evil.example"):
                     pass
             assert refused.value.response.status_code == 403

@@ -264,9 +264,9 @@ def test_a_malformed_allow_list_entry_is_refused_at_once() -> None:
 # On a served App ---------------------------------------------------------------------
 
 
-def guarded_app(**options: object) -> App:
+def guarded_app(*, allow_missing: bool) -> App:
     app = App(websocket_config=QUIET)
-    app.add_websocket_middleware(check_origin(**options))  # type: ignore[arg-type]
+    app.add_websocket_middleware(check_origin(allow_missing=allow_missing))
 
     @app.route("/")
     async def index(request: Request) -> Response:
@@ -298,10 +298,10 @@ async def test_origin_check_with_a_real_client_over_loopback() -> None:
     async with serving(guarded_app(allow_missing=False)) as server:
         port = port_of(server)
         url = f"ws://127.0.0.1:{port}/ws"
-        async with ws_connect(url, origin=f"http://127.0.0.1:{port}") as ws:  # type: ignore[arg-type]
+        async with ws_connect(url, origin=f"http://127.0.0.1:{port}") as ws:
             assert await ws.recv() == "welcome"
         with pytest.raises(InvalidStatus) as refused:
-            async with ws_connect(url, origin="http://evil.example"):  # type: ignore[arg-type]
+            async with ws_connect(url, origin="http://evil.example"):
                 pass
         assert refused.value.response.status_code == 403
         with pytest.raises(InvalidStatus) as missing:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import trio
 from _bridge_helpers import QUIET, handshake, masked_frame, open_memory_connection, open_ws
@@ -191,7 +193,9 @@ async def test_path_parameters_reach_the_handler_and_a_failed_converter_is_404()
 
     @app.websocket("/users/{uid:int}/feed/{name}")
     async def feed(ws: ServerWebSocket) -> None:
-        await ws.send(repr(sorted(ws.path_params.items())) + " " + ws.request.query.get("x", ""))
+        await ws.send(
+            repr(sorted(ws.path_params.items())) + " " + (ws.request.query.get("x") or "")
+        )
 
     async with open_memory_connection(app) as client:
         await open_ws(client, "/users/42/feed/news?x=1")
@@ -351,7 +355,7 @@ async def test_handler_rejects_with_a_status_and_detail() -> None:
 
 
 async def test_handler_rejects_with_a_streamed_body() -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b"part one, "
         yield b"part two"
 
