@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
 from examples.chat import ChatConfig, Hub, MemoryHub, create_app  # noqa: E402
 from trio_upgrade.core import Server  # noqa: E402
 from trio_upgrade.http import create_server  # noqa: E402
+from trio_upgrade.testing import AppClient  # noqa: E402
 from trio_upgrade.ws import WebSocket, WebSocketConfig, open_websocket  # noqa: E402
 
 # Upper bound for any single wait in these tests: a hang fails, it never blocks the suite.
@@ -44,6 +45,7 @@ class ChatClient:
     ws: WebSocket
     # Events skipped while waiting for another type, in arrival order.
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    hello: dict[str, Any] = field(default_factory=dict)
 
     async def send(self, **event: Any) -> None:
         await self.ws.send(json.dumps(event))
@@ -98,6 +100,44 @@ async def chat_client(
         hello = await client.next()
         assert hello["type"] == "hello", hello
         yield client
+
+
+# The origin of the in-memory harness's requests (its Host header): the page's own.
+ORIGIN = "http://chat.test"
+
+
+@dataclass
+class InMemory:
+    """The chat app driven by trio_upgrade.testing's AppClient: no sockets."""
+
+    client: AppClient
+    hub: Hub
+
+    @asynccontextmanager
+    async def connect(
+        self, *, origin: str | None = ORIGIN, config: WebSocketConfig | None = None
+    ) -> AsyncIterator[ChatClient]:
+        """A chat connection (Origin: the page's own unless said otherwise;
+        ``None``: none), its ``hello`` event consumed."""
+        headers = {} if origin is None else {"origin": origin}
+        async with self.client.websocket(
+            "/ws", headers=headers, config=config or WebSocketConfig()
+        ) as ws:
+            client = ChatClient(ws)
+            hello = await client.next()
+            assert hello["type"] == "hello", hello
+            client.hello = hello
+            yield client
+
+
+@asynccontextmanager
+async def in_memory_chat(
+    config: ChatConfig | None = None, hub: Hub | None = None
+) -> AsyncIterator[InMemory]:
+    config = config or ChatConfig()
+    hub = hub or MemoryHub(config)
+    async with AppClient(create_app(hub, config), base_url=ORIGIN) as client:
+        yield InMemory(client, hub)
 
 
 @dataclass
