@@ -137,7 +137,8 @@ def test_the_page_reconnects_after_a_server_restart(browser: Browser, server: Ch
 
         restarted = ChatProcess(server.port)
         try:
-            expect(status).to_have_attribute("data-state", "connected")
+            # The next attempt comes after the backoff (at most 15 s, +25 % jitter).
+            expect(status).to_have_attribute("data-state", "connected", timeout=40_000)
             # The page joins its room again by itself, under the same nickname.
             expect(page.locator("#room-title")).to_have_text("#restart")
             expect(page.locator("#members li")).to_have_text(["dora"])

@@ -18,6 +18,7 @@
   const state = {
     ws: null,
     attempt: 0, // reconnection attempts since the last successful hello
+    why: "", // why the last working connection ended
     timer: null,
     nick: localStorage.getItem("chat.nick") || "",
     wanted: decodeURIComponent(location.hash.slice(1)) || "", // room to (re)join
@@ -97,13 +98,17 @@
   function scheduleReconnect(closeEvent) {
     const base = Math.min(15000, 500 * 2 ** state.attempt);
     const delay = base * (0.75 + Math.random() * 0.5);
+    if (state.attempt === 0) {
+      // Why the working connection ended; failed attempts after it (the
+      // server is still down) do not change the story.
+      const detail = closeEvent.code === 1008 && closeEvent.reason ? ` (${closeEvent.reason})` : "";
+      state.why = (CLOSE_REASONS[closeEvent.code] || "Connection lost") + detail;
+    }
     state.attempt += 1;
-    const why = CLOSE_REASONS[closeEvent.code] || "Connection lost";
-    const detail = closeEvent.code === 1008 && closeEvent.reason ? ` (${closeEvent.reason})` : "";
     const until = Date.now() + delay;
     const tick = () => {
       const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      setStatus("reconnecting", `${why}${detail}: reconnecting in ${left} s…`);
+      setStatus("reconnecting", `${state.why}: reconnecting in ${left} s…`);
       if (Date.now() >= until) {
         connect();
       } else {
