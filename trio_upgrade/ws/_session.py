@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import final
@@ -75,6 +76,18 @@ class _Fragment:
 
 
 _Item = str | bytes | _Fragment
+
+# Headers of unmasked final frames with a payload under 126 bytes, by length.
+_TEXT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
+_BINARY_HEADERS = tuple(bytes((0x82, n)) for n in range(126))
+# Payloads from this size on are queued apart from their header instead of copied.
+_COPY_LIMIT = 64 * 1024
+
+
+def _long_header(first: int, n: int) -> bytes:
+    if n < 65536:
+        return struct.pack("!BBH", first, 126, n)
+    return struct.pack("!BBQ", first, 127, n)
 
 
 def _join(pieces: list[str | bytes]) -> str | bytes:
@@ -129,6 +142,7 @@ class WebSocket:
         "_ops",
         "_pending",
         "_pings",
+        "_plain",
         "_recv_in",
         "_recv_out",
         "_send_in",
@@ -166,6 +180,9 @@ class WebSocket:
         # the extension objects wait here until then.
         self._conn: WSConnection | None = None
         self._extension_objects = list(extensions)
+        # Complete messages may bypass wsproto's serializer: server side (no
+        # masking) and no extension that rewrites frames.
+        self._plain = not client and not extensions
         if prefetched:
             self._make_conn().receive_data(prefetched)
         self._recv_in, self._recv_out = trio.open_memory_channel[_Item](config.receive_queue)
@@ -267,17 +284,45 @@ class WebSocket:
         message received before the close has been returned. Cancelling it
         loses nothing: a message is either returned or stays queued.
         """
+        # Fast path (inlined: this is the hottest call of a busy session).
+        if not self._in_message:
+            self._ops += 1
+            if self._ops & _SCHEDULE_MASK:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    item = self._recv_out.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    pass
+                else:
+                    if type(item) is not _Fragment:
+                        return item
+                    return await self._gather(item)
+                # Nothing queued: wait (receive() is itself a full checkpoint).
+                try:
+                    item = await self._recv_out.receive()
+                except trio.EndOfChannel:
+                    raise self._closed_error() from None
+                if type(item) is not _Fragment:
+                    return item
+                return await self._gather(item)
+        return await self._receive_slow()
+
+    async def _receive_slow(self) -> str | bytes:
         if self._in_message:
             await self._skip_partial()
         item = await self._next()
         if type(item) is not _Fragment:
             return item
+        return await self._gather(item)
+
+    async def _gather(self, item: _Fragment) -> str | bytes:
         # A message that arrived over several reads: gather its pieces.
         parts = [item.data]
         self._in_message = True
         while not item.last:
-            item = await self._next()
-            assert type(item) is _Fragment
+            next_item = await self._next()
+            assert type(next_item) is _Fragment
+            item = next_item
             parts.append(item.data)
         self._in_message = False
         return _join(parts)
@@ -298,8 +343,29 @@ class WebSocket:
 
     async def __anext__(self) -> str | bytes:
         """``async for message in ws``: ends quietly on a normal close (1000, 1001, 1005)."""
+        # The fast path of receive(), inlined once more for `async for` loops.
+        if not self._in_message:
+            self._ops += 1
+            if self._ops & _SCHEDULE_MASK:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    item = self._recv_out.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    pass
+                else:
+                    if type(item) is not _Fragment:
+                        return item
+                    return await self._gather(item)
+                try:
+                    item = await self._recv_out.receive()
+                except trio.EndOfChannel:
+                    pass  # closed: _receive_slow raises the right error below
+                else:
+                    if type(item) is not _Fragment:
+                        return item
+                    return await self._gather(item)
         try:
-            return await self.receive()
+            return await self._receive_slow()
         except ConnectionClosed as exc:
             if exc.code in (1000, 1001, 1005):
                 raise StopAsyncIteration from None
@@ -328,6 +394,35 @@ class WebSocket:
             # Another task is sending a fragmented message: wait for its end.
             async with lock:
                 await self._send_frame(message, True)
+            return
+        if self._plain and self._close_code is None:
+            # A server frame without extensions is a header and the payload
+            # (RFC 6455 §5.2, unmasked): build it here, sparing wsproto's copies.
+            kind = type(message)
+            if kind is bytes:
+                payload: bytes = message  # type: ignore[assignment]
+                headers = _BINARY_HEADERS
+            elif kind is str:
+                payload = message.encode()  # type: ignore[union-attr]
+                headers = _TEXT_HEADERS
+            else:
+                await self._send_frame(message, True)
+                return
+            n = len(payload)
+            send_in = self._send_in
+            if send_in is None:
+                send_in = self._start_writer()
+            if n < 126:
+                send_in.send_nowait(headers[n] + payload)
+            elif n < _COPY_LIMIT:
+                send_in.send_nowait(_long_header(headers[0][0], n) + payload)
+            else:
+                # Big payloads travel as they are; the writer joins or sends them.
+                send_in.send_nowait(_long_header(headers[0][0], n))
+                send_in.send_nowait(payload)
+            self._pending += n + (2 if n < 126 else 4 if n < 65536 else 10)
+            if self._pending > self._config.send_buffer:
+                await self._wait_drained()
             return
         await self._send_frame(message, True)
 
