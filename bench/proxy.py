@@ -111,6 +111,13 @@ def http_once(
     return Sample(result.requests, result.seconds, proxy_cpu, backend_cpu)
 
 
+def spread(runs: list[Sample], unit: str) -> str:
+    """The range of the rate over several rounds, so the noise is visible."""
+    if len(runs) < 2:
+        return ""
+    return f"{unit}/s {min(s.rate for s in runs):,.0f}-{max(s.rate for s in runs):,.0f}"
+
+
 def table(
     name: str, title: str, unit: str, samples: dict[str, list[Sample]], status: dict[str, str]
 ) -> tuple[str, float | None]:
@@ -133,7 +140,7 @@ def table(
                 median(proxy_cpu) if proxy_cpu else None,
                 median(proxy_per_unit) if proxy_per_unit else None,
                 median(s.backend_cpu_seconds / s.units * 1e6 for s in runs),
-                "",
+                spread(runs, unit),
             ]
         )
     columns = [
