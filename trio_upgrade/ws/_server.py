@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -104,16 +105,15 @@ async def serve_websocket(
     """
     listeners = await open_listeners(*binds, ssl_context=ssl_context, unix_mode=unix_mode)
 
-    async def on_connection(conn: Connection) -> None:
-        await _serve_connection(
-            conn,
-            handler,
-            handshake=handshake,
-            config=config,
-            handshake_timeout=handshake_timeout,
-            max_head_size=max_head_size,
-        )
-
+    # A partial rather than a closure: one coroutine frame less per connection.
+    on_connection = functools.partial(
+        _serve_connection,
+        handler=handler,
+        handshake=handshake,
+        config=config,
+        handshake_timeout=handshake_timeout,
+        max_head_size=max_head_size,
+    )
     server = Server(
         on_connection, listeners, max_connections=max_connections, grace_period=grace_period
     )
@@ -122,8 +122,8 @@ async def serve_websocket(
 
 async def _serve_connection(
     conn: Connection,
-    handler: WebSocketHandler,
     *,
+    handler: WebSocketHandler,
     handshake: HandshakeHook | None,
     config: WebSocketConfig,
     handshake_timeout: float,

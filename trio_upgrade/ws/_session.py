@@ -788,6 +788,19 @@ class WebSocket:
                     pass
             await stream.aclose()
 
+    async def _send_parts(self, parts: list[bytes]) -> None:
+        small: list[bytes] = []
+        for part in parts:
+            if len(part) < _COPY_LIMIT:
+                small.append(part)
+                continue
+            if small:
+                await self._stream.send_all(b"".join(small))
+                small.clear()
+            await self._stream.send_all(part)
+        if small:
+            await self._stream.send_all(b"".join(small))
+
     async def _writer(self, channel: trio.MemoryReceiveChannel[bytes]) -> None:
         receive_nowait = channel.receive_nowait
         stream = self._stream
@@ -807,6 +820,7 @@ class WebSocket:
                 else:
                     parts = [data, more]
                     n += len(more)
+                    big = len(data) >= _COPY_LIMIT or len(more) >= _COPY_LIMIT
                     while True:
                         try:
                             more = receive_nowait()
@@ -814,8 +828,16 @@ class WebSocket:
                             break
                         parts.append(more)
                         n += len(more)
-                    data = b"".join(parts)
-                await stream.send_all(data)
+                        big = big or len(more) >= _COPY_LIMIT
+                    if big:
+                        # Joining would copy megabytes: send the big parts as
+                        # they are, the small ones between them joined.
+                        await self._send_parts(parts)
+                        data = b""
+                    else:
+                        data = b"".join(parts)
+                if data:
+                    await stream.send_all(data)
                 self._pending -= n
                 event = self._drained
                 if event is not None and self._pending <= limit:
