@@ -707,6 +707,8 @@ class WebSocket:
         pieces: list[str | bytes] | None = None
         # The current message began in this read (so it may go out whole).
         began_here = False
+        # Some message was passed on in this call.
+        delivered = False
         for event in conn.events():
             cls = type(event)
             if cls is TextMessage or cls is BytesMessage:
@@ -719,6 +721,7 @@ class WebSocket:
                     if limit is not None and len(data) > limit:
                         self._fail(1009, "message too big")
                         return _FAILED
+                    delivered = True
                     try:
                         self._recv_in.send_nowait(data)
                     except trio.WouldBlock:
@@ -739,6 +742,7 @@ class WebSocket:
                     whole = _join(pieces)
                     pieces = None
                     self._msg_size = -1
+                    delivered = True
                     await self._deliver(whole if began_here else _Fragment(whole, True))
                 else:
                     self._msg_size = size
@@ -761,6 +765,12 @@ class WebSocket:
                 # wsproto reports a protocol violation as a CloseConnection
                 # without changing state: we fail the connection with its code.
                 if state is _OPEN:
+                    if delivered:
+                        # Messages that arrived before the violation were just
+                        # passed on: let the application answer them before our
+                        # Close goes out (two turns of the scheduler, no more).
+                        await trio.lowlevel.checkpoint()
+                        await trio.lowlevel.checkpoint()
                     self._fail(event.code, event.reason or "protocol error")
                 return _FAILED
         if pieces is not None:
