@@ -36,6 +36,7 @@ __all__ = [
     "accept_key",
     "check_response",
     "client_request",
+    "offered_extensions",
     "parse_request_head",
     "parse_response_head",
     "rejection_response",
