@@ -10,6 +10,7 @@ and runs the handler with a :class:`ServerWebSocket`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -114,6 +115,7 @@ class _Upgrade:
                 subprotocols=route.subprotocols,
                 exit_stack=stack,
             )
+            refusal: Response | None = None
             try:
                 await route.handler(ws)
             except ConnectionClosed:
@@ -122,17 +124,17 @@ class _Upgrade:
                 if ws.state != "pending":
                     raise
                 # Raised before deciding: answer with it, like an HTTP handler would.
-                await ws.reject(error_response(exc.status, exc.detail, exc.headers))
-                return
+                refusal = error_response(exc.status, exc.detail, exc.headers)
             except Exception:
                 if ws.state != "pending":
                     raise  # the session (left by the exit stack) closes with 1011
                 logger.exception("WebSocket handler for %s failed before accepting", request.path)
-                await ws.reject(500)
-                return
+                refusal = error_response(500, None)
             if ws.state == "pending":
-                # Neither accepted nor rejected: refuse rather than leave the client hanging.
-                await ws.reject(403)
+                # Neither accepted nor rejected: refuse rather than leave the client
+                # hanging (403 when the handler just returned).
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.reject(refusal if refusal is not None else 403)
 
 
 @final

@@ -18,6 +18,7 @@ import trio
 from ..http import Headers, HeadersLike, Request, Response
 from ..ws import (
     ClientOffer,
+    ConnectionClosedError,
     HandshakeRequest,
     MessageChunks,
     WebSocket,
@@ -131,6 +132,8 @@ class ServerWebSocket:
         *subprotocol* must be one the client offered (by default: the first of
         the route's ``subprotocols`` that the client offered, else none).
         *headers* are added to the 101; *config* replaces the route's limits.
+        Raises :class:`~trio_upgrade.ws.ConnectionClosedError` (1006) if the
+        client has gone away.
         """
         if self._state != "pending":
             raise RuntimeError(f"cannot accept: the handshake is already {self._state}")
@@ -143,7 +146,7 @@ class ServerWebSocket:
             self._offer, subprotocol=subprotocol, config=self._config, extra_headers=extra
         )
         self._state = "accepted"
-        await self._stream.send_all(response_head(101, accepted.headers))
+        await self._send(response_head(101, accepted.headers))
         request = self.request
         handshake = HandshakeRequest(
             request.target,
@@ -172,7 +175,9 @@ class ServerWebSocket:
     ) -> None:
         """Refuse the handshake with *response* (or a status and a short text body).
 
-        The connection closes after it.
+        The connection closes after it. Raises
+        :class:`~trio_upgrade.ws.ConnectionClosedError` (1006) if the client
+        has gone away.
         """
         if self._state != "pending":
             raise RuntimeError(f"cannot reject: the handshake is already {self._state}")
@@ -185,7 +190,17 @@ class ServerWebSocket:
         if not isinstance(body, (bytes, bytearray, memoryview)):
             body = await _collect(body)
         headers = [(n, v) for n, v in response.headers.raw if n not in (b"content-length",)]
-        await self._stream.send_all(rejection_response(response.status, headers, bytes(body)))
+        await self._send(rejection_response(response.status, headers, bytes(body)))
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client left before hearing the answer: the same exception as
+            # when it leaves later (1006: no Close frame), not a server error.
+            raise ConnectionClosedError(
+                1006, "connection lost before the handshake answer"
+            ) from None
 
     # After the 101 -------------------------------------------------------------
 
