@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 import trio
+import trio.testing
 from _bridge_helpers import QUIET, handshake, masked_frame, open_memory_connection, open_ws
 from wsproto.events import CloseConnection, Ping
 
 from trio_upgrade.bridge import App, ServerWebSocket, WebSocketRouter
 from trio_upgrade.http import Handler, HTTPError, Request, Response, Router, Takeover
-from trio_upgrade.ws import WebSocketConfig
+from trio_upgrade.ws import ConnectionClosedError, WebSocketConfig
 
 OPCODE_TEXT = 0x1
 
@@ -802,3 +803,41 @@ async def test_app_method_decorators_register_http_routes() -> None:
         refused = await client.get("/put", method="GET")
         assert refused.status == 405
         assert refused.headers["allow"] == "PUT"
+
+
+@pytest.mark.parametrize("decision", ["accept", "reject", "return", "raise"])
+async def test_a_client_gone_before_the_answer_is_not_a_server_error(
+    decision: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """accept()/reject() raise ConnectionClosedError (1006) to the handler; nothing is logged
+    as an error when that or the bridge's own fallback answer meets a closed connection."""
+    gone = trio.Event()
+    seen: list[int] = []
+    app = App(websocket_config=QUIET)
+
+    @app.websocket("/ws")
+    async def handler(ws: ServerWebSocket) -> None:
+        await gone.wait()
+        try:
+            if decision == "accept":
+                await ws.accept()
+            elif decision == "reject":
+                await ws.reject(403)
+        except ConnectionClosedError as exc:
+            seen.append(exc.code)
+            raise
+        if decision == "raise":
+            raise RuntimeError("fails before accepting")
+
+    async with open_memory_connection(app) as client:
+        await client.send(handshake())
+        await trio.testing.wait_all_tasks_blocked()
+        await client.stream.aclose()
+        gone.set()
+        await client.finished.wait()
+    assert seen == ([1006] if decision in ("accept", "reject") else [])
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    # only the handler's own bug is logged
+    assert [r.getMessage() for r in errors] == (
+        ["WebSocket handler for /ws failed before accepting"] if decision == "raise" else []
+    )
