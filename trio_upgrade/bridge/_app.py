@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar, final
 
 import trio
@@ -132,11 +132,12 @@ class App:
             self.router.mount(prefix, app)
             self.ws_router.mount(prefix, app)
 
-    async def __call__(self, request: Request) -> Response | Takeover:
+    def __call__(self, request: Request) -> Awaitable[Response | Takeover]:
+        # Hands back the chosen router's awaitable (one frame less per request).
         upgrade = request.upgrade
         if upgrade is not None and "websocket" in upgrade.split(", "):
-            return await self.ws_router(request)
-        return await self.router(request)
+            return self.ws_router(request)
+        return self.router(request)
 
     async def _not_found(self, request: Request) -> Response | Takeover:
         path = request.path

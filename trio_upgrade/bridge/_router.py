@@ -27,8 +27,10 @@ from ..http import (
     Request,
     Response,
     Takeover,
+    chain_middleware,
     compile_pattern,
     error_response,
+    strip_prefix,
 )
 from ..ws import ClientOffer, ConnectionClosed, Rejection, WebSocketConfig, validate_request
 from ._websocket import ServerWebSocket
@@ -237,7 +239,7 @@ class WebSocketRouter:
             if params is not None:
                 return route, params
         for prefix, app in self._mounts:
-            rest = _strip_prefix(path, prefix)
+            rest = strip_prefix(path, prefix)
             if rest is not None and isinstance(app, WebSocketRouter):
                 return app.match(rest)
         return None
@@ -247,7 +249,7 @@ class WebSocketRouter:
         if self.match(path) is not None:
             return True
         return any(
-            _strip_prefix(path, prefix) is not None and not isinstance(app, WebSocketRouter)
+            strip_prefix(path, prefix) is not None and not isinstance(app, WebSocketRouter)
             for prefix, app in self._mounts
         )
 
@@ -256,7 +258,7 @@ class WebSocketRouter:
     async def __call__(self, request: Request) -> Response | Takeover:
         entry = self._entry
         if entry is None:
-            entry = self._entry = _chain(self._middleware, self._dispatch)
+            entry = self._entry = chain_middleware(self._middleware, self._dispatch)
         try:
             result = await entry(request)
         except HTTPError as exc:
@@ -279,7 +281,7 @@ class WebSocketRouter:
                     request.path_params.update(params)
                 return await self._handshake(route, request)
         for prefix, app in self._mounts:
-            if _strip_prefix(path, prefix) is not None:
+            if strip_prefix(path, prefix) is not None:
                 request.root_path += prefix
                 return await app(request)
         return _close(error_response(404, None))
@@ -298,28 +300,7 @@ class WebSocketRouter:
             await trio.lowlevel.checkpoint()
             return _Upgrade(route, offer, config)
 
-        result = await _chain(route.middleware, upgrade)(request)
+        result = await chain_middleware(route.middleware, upgrade)(request)
         if isinstance(result, Response):
             return _close(result)
         return result
-
-
-def _strip_prefix(path: str, prefix: str) -> str | None:
-    if path == prefix:
-        return "/"
-    if path.startswith(prefix) and path[len(prefix)] == "/":
-        return path[len(prefix) :]
-    return None
-
-
-def _chain(middleware: Sequence[Middleware], handler: Handler) -> Handler:
-    for mw in reversed(middleware):
-        handler = _bind(mw, handler)
-    return handler
-
-
-def _bind(mw: Middleware, call_next: Handler) -> Handler:
-    async def step(request: Request) -> Response | Takeover:
-        return await mw(request, call_next)
-
-    return step

@@ -26,8 +26,10 @@ from ._router import (
     Route,
     RouteMatch,
     Router,
+    chain_middleware,
     compile_pattern,
     error_response,
+    strip_prefix,
 )
 from ._serve import create_server, run, serve
 from ._takeover import Takeover
@@ -55,6 +57,7 @@ __all__ = [
     "RouteMatch",
     "Router",
     "Takeover",
+    "chain_middleware",
     "compile_pattern",
     "create_server",
     "error_response",
@@ -62,4 +65,5 @@ __all__ = [
     "run",
     "serve",
     "serve_http_connection",
+    "strip_prefix",
 ]
