@@ -508,6 +508,9 @@ class ClientConnection:
         finally:
             if not upgraded:
                 await self._end_exchange()
+                if not self._closed:
+                    # A 101 we cannot accept: the server's session has started.
+                    await self.aclose()
         link = self._link
         request = HandshakeRequest(
             target, tuple(fields), client=link.client, server=link.server, method="GET"
