@@ -15,7 +15,7 @@ from typing import Any, final
 
 import trio
 
-from ..http import Headers, HeadersLike, Request, Response
+from ..http import Headers, HeadersLike, Request, Response, error_response
 from ..ws import (
     ClientOffer,
     ConnectionClosedError,
@@ -181,15 +181,22 @@ class ServerWebSocket:
         """
         if self._state != "pending":
             raise RuntimeError(f"cannot reject: the handshake is already {self._state}")
-        self._state = "rejected"
         if isinstance(response, int):
-            from ..http import error_response
-
             response = error_response(response, detail)
         body = response.body
         if not isinstance(body, (bytes, bytearray, memoryview)):
+            # Collected before deciding: if this fails (too large, the iterator
+            # raises) the handshake is still pending and gets its 500.
             body = await _collect(body)
-        headers = [(n, v) for n, v in response.headers.raw if n not in (b"content-length",)]
+            if self._state != "pending":
+                raise RuntimeError(f"cannot reject: the handshake is already {self._state}")
+        self._state = "rejected"
+        # Sent with its Content-Length, whatever framing the response declared.
+        headers = [
+            (n, v)
+            for n, v in response.headers.raw
+            if n not in (b"content-length", b"transfer-encoding")
+        ]
         await self._send(rejection_response(response.status, headers, bytes(body)))
 
     async def _send(self, data: bytes) -> None:
