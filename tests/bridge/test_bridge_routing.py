@@ -841,3 +841,25 @@ async def test_a_client_gone_before_the_answer_is_not_a_server_error(
     assert [r.getMessage() for r in errors] == (
         ["WebSocket handler for /ws failed before accepting"] if decision == "raise" else []
     )
+
+
+async def test_a_rejection_body_too_large_to_collect_becomes_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A streamed rejection body past 1 MiB cannot be sent with Content-Length: 500, not EOF."""
+
+    async def huge() -> AsyncIterator[bytes]:
+        for _ in range(65):
+            yield b"x" * 16384
+
+    app = App(websocket_config=QUIET)
+
+    @app.websocket("/ws")
+    async def handler(ws: ServerWebSocket) -> None:
+        await ws.reject(Response.stream(huge(), status=400))
+
+    async with open_memory_connection(app) as client:
+        response = await client.request(handshake())
+        assert response.status == 500
+        await client.assert_closed()
+    assert "rejection body too large" in caplog.text
