@@ -10,6 +10,7 @@ import base64
 import functools
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -239,11 +240,15 @@ async def open_ws(client: MemoryClient, path: str = "/ws", headers: str = "") ->
 
 
 @asynccontextmanager
-async def serving(app: Handler, *, grace_period: float = 10.0) -> AsyncIterator[Server]:
+async def serving(
+    app: Handler, *, grace_period: float = 10.0, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[Server]:
     """*app* served on an ephemeral loopback port for the duration of the block."""
     async with trio.open_nursery() as nursery:
         server: Server = await nursery.start(
-            functools.partial(serve, app, "127.0.0.1:0", grace_period=grace_period)
+            functools.partial(
+                serve, app, "127.0.0.1:0", grace_period=grace_period, ssl_context=ssl_context
+            )
         )
         try:
             yield server

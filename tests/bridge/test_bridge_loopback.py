@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 import trio
+import trustme
 from _bridge_helpers import (
     KEY,
     QUIET,
@@ -19,7 +22,7 @@ from _bridge_helpers import (
 from websockets.exceptions import ConnectionClosed as TheirConnectionClosed
 from websockets.exceptions import InvalidStatus
 
-from trio_upgrade.bridge import App, ServerWebSocket
+from trio_upgrade.bridge import App, ServerWebSocket, check_origin
 from trio_upgrade.http import Request, Response
 from trio_upgrade.ws import Deflate, WebSocketConfig, accept_key
 
@@ -258,3 +261,28 @@ async def test_peer_vanishing_mid_session_ends_the_handler_quietly(
         with trio.fail_after(10):
             await ended.wait()
     assert "Traceback" not in caplog.text
+
+
+async def test_wss_through_an_app_sees_https_and_checks_https_origins() -> None:
+    """wss end to end: the handshake request's scheme is https and the origin check
+    compares the https page's host and port with the TLS connection's."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    app = App(websocket_config=QUIET)
+
+    @app.websocket("/ws", middleware=[check_origin(allow_missing=False)])
+    async def scheme(ws: ServerWebSocket) -> None:
+        await ws.send(ws.request.scheme)
+
+    async with serving(app, ssl_context=server_context) as server:
+        port = port_of(server)
+        url = f"wss://127.0.0.1:{port}/ws"
+        async with ws_connect(url, ssl=client_context, origin=f"https://127.0.0.1:{port}") as ws:
+            assert await ws.recv() == "https"
+        with pytest.raises(InvalidStatus) as refused:
+            async with ws_connect(url, ssl=client_context, origin=f"https://evil.example:{port}"):
+                pass
+        assert refused.value.response.status_code == 403
