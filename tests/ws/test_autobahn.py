@@ -10,6 +10,7 @@ Deselect with ``-m "not autobahn"`` for a quick run.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,12 +43,36 @@ GROUPS = {
     "deflate-12": ["12.*"],
     "deflate-13": ["13.*"],
 }
+# Our client runs every case with TRIO_UPGRADE_AUTOBAHN_FULL=1 (the counts in
+# docs/conformance.md come from such a run). By default it runs every protocol
+# and big-message case and every permessage-deflate variant at its four lightest
+# loads: the heavy loads of 12.*/13.* repeat the same code paths with more and
+# smaller frames and cost ~10 minutes of CI, which the full server-side run above
+# already spends on the shared session code.
+FULL = os.environ.get("TRIO_UPGRADE_AUTOBAHN_FULL") == "1"
+
+
+def _light(variants: range, group: int) -> list[str]:
+    # Case ids, not globs: kosoku's "12.1.1*" would also select 12.1.10-12.1.18.
+    return [f"{group}.{variant}.{load}" for variant in variants for load in range(1, 5)]
+
+
 CLIENT_GROUPS = {
     "protocol": (GROUPS["protocol"], CONFIG),
     "big-messages": (GROUPS["big-messages"], CONFIG),
-    "deflate-12": (GROUPS["deflate-12"], CONFIG),
-    "deflate-13": (["13.1.*", "13.3.*", "13.4.*", "13.7.*"], CONFIG),
-    "deflate-13-no-takeover": (["13.2.*", "13.5.*", "13.6.*"], NO_TAKEOVER),
+    "deflate-12": (GROUPS["deflate-12"] if FULL else _light(range(1, 6), 12), CONFIG),
+    "deflate-13": (
+        ["13.1.*", "13.3.*", "13.4.*", "13.7.*"]
+        if FULL
+        else [c for v in (1, 3, 4, 7) for c in _light(range(v, v + 1), 13)],
+        CONFIG,
+    ),
+    "deflate-13-no-takeover": (
+        ["13.2.*", "13.5.*", "13.6.*"]
+        if FULL
+        else [c for v in (2, 5, 6) for c in _light(range(v, v + 1), 13)],
+        NO_TAKEOVER,
+    ),
 }
 AGENT = "trio_upgrade"
 
