@@ -168,8 +168,48 @@ def _body_and_headers(
     return fields, body
 
 
+class _Methods:
+    """``get``, ``post``, ... as shortcuts for ``request`` (which subclasses define)."""
+
+    __slots__ = ()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: QueryLike | None = None,
+        headers: HeadersLike | None = None,
+        content: RequestContent | None = None,
+        json: Any = None,
+        data: QueryLike | None = None,
+    ) -> ClientResponse:
+        raise NotImplementedError
+
+    async def get(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("HEAD", url, **kwargs)
+
+    async def options(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("OPTIONS", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def delete(self, url: str, **kwargs: Any) -> ClientResponse:
+        return await self.request("DELETE", url, **kwargs)
+
+
 @final
-class ClientConnection:
+class ClientConnection(_Methods):
     """One in-memory connection to the app, speaking HTTP/1.1 (h11) as a client.
 
     Requests on it are sent one at a time and kept alive between them as the
@@ -239,12 +279,6 @@ class ClientConnection:
         ) as response:
             await response.aread()
         return response
-
-    async def get(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("GET", url, **kwargs)
-
-    async def post(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("POST", url, **kwargs)
 
     @asynccontextmanager
     async def stream(
@@ -532,7 +566,7 @@ class ClientConnection:
 
 
 @final
-class AppClient:
+class AppClient(_Methods):
     """Drive *app* in memory: HTTP requests and WebSocket sessions, no sockets.
 
     ::
@@ -726,27 +760,6 @@ class AppClient:
             return await conn.request(
                 method, url, params=params, headers=headers, content=content, json=json, data=data
             )
-
-    async def get(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("GET", url, **kwargs)
-
-    async def head(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("HEAD", url, **kwargs)
-
-    async def options(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("OPTIONS", url, **kwargs)
-
-    async def post(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("POST", url, **kwargs)
-
-    async def put(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("PUT", url, **kwargs)
-
-    async def patch(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("PATCH", url, **kwargs)
-
-    async def delete(self, url: str, **kwargs: Any) -> ClientResponse:
-        return await self.request("DELETE", url, **kwargs)
 
     @asynccontextmanager
     async def stream(
