@@ -30,6 +30,7 @@ from ..http import (
     chain_middleware,
     compile_pattern,
     error_response,
+    match_pattern,
     strip_prefix,
 )
 from ..ws import ClientOffer, ConnectionClosed, Rejection, WebSocketConfig, validate_request
@@ -63,18 +64,8 @@ class WebSocketRoute:
     converters: dict[str, Callable[[str], Any]] = field(default_factory=dict, compare=False)
 
     def match_path(self, path: str) -> dict[str, Any] | None:
-        if self.regex is None:
-            return {} if path == self.pattern else None
-        m = self.regex.match(path)
-        if m is None:
-            return None
-        params: dict[str, Any] = {}
-        for key, raw in m.groupdict().items():
-            try:
-                params[key] = self.converters[key](raw)
-            except ValueError:
-                return None
-        return params
+        """The converted parameters if *path* matches, else ``None``."""
+        return match_pattern(self.pattern, self.regex, self.converters, path)
 
 
 def _close(response: Response) -> Response:

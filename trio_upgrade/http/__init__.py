@@ -29,6 +29,7 @@ from ._router import (
     chain_middleware,
     compile_pattern,
     error_response,
+    match_pattern,
     strip_prefix,
 )
 from ._serve import create_server, run, serve
@@ -61,6 +62,7 @@ __all__ = [
     "compile_pattern",
     "create_server",
     "error_response",
+    "match_pattern",
     "reason_phrase",
     "run",
     "serve",

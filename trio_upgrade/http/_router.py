@@ -33,6 +33,7 @@ __all__ = [
     "Router",
     "chain_middleware",
     "compile_pattern",
+    "match_pattern",
     "strip_prefix",
 ]
 
@@ -92,18 +93,29 @@ class Route:
 
     def match_path(self, path: str) -> dict[str, Any] | None:
         """The converted parameters if *path* matches, else ``None``."""
-        if self.regex is None:
-            return {} if path == self.pattern else None
-        m = self.regex.match(path)
-        if m is None:
+        return match_pattern(self.pattern, self.regex, self.converters, path)
+
+
+def match_pattern(
+    pattern: str,
+    regex: re.Pattern[str] | None,
+    converters: dict[str, Callable[[str], Any]],
+    path: str,
+) -> dict[str, Any] | None:
+    """Match *path* against a pattern compiled by :func:`compile_pattern`
+    (*regex* ``None`` for a literal pattern): the converted parameters, or ``None``."""
+    if regex is None:
+        return {} if path == pattern else None
+    m = regex.match(path)
+    if m is None:
+        return None
+    params: dict[str, Any] = {}
+    for name, raw in m.groupdict().items():
+        try:
+            params[name] = converters[name](raw)
+        except ValueError:
             return None
-        params: dict[str, Any] = {}
-        for name, raw in m.groupdict().items():
-            try:
-                params[name] = self.converters[name](raw)
-            except ValueError:
-                return None
-        return params
+    return params
 
 
 @dataclass(frozen=True, slots=True)
