@@ -27,6 +27,7 @@ handled by shared tasks (:mod:`._keeper`), and a session started by
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import struct
@@ -45,6 +46,8 @@ from ._config import WebSocketConfig
 from ._errors import ConnectionClosed, closed_error
 from ._keeper import schedule_keepalive, unwatch_drain, watch_drain
 from ._request import HandshakeRequest
+
+logger = logging.getLogger("trio_upgrade.ws")
 
 __all__ = ["MessageChunks", "WebSocket", "websocket_session"]
 
@@ -902,12 +905,13 @@ class WebSocket:
             if now < last.sent + config.ping_timeout:
                 return last.sent + config.ping_timeout
             # No pong within ping_timeout: fail (1011), drop the connection soon.
+            # The wait for the Close to go out happens in a task of its own: the
+            # keeper serves every session and must not wait on one dead peer.
             self._fail(1011, "keepalive ping timeout")
             self._wake_everyone()
-            with trio.move_on_after(min(config.close_timeout, 1.0)):
-                if self._writer_done is not None:
-                    await self._writer_done.wait()
-            await self._kill()
+            trio.lowlevel.spawn_system_task(
+                _drop_after_close, self, name="trio_upgrade.ws ping timeout"
+            )
             return None
         if last is not None and now < last.sent + config.ping_interval:
             return last.sent + config.ping_interval
@@ -917,6 +921,20 @@ class WebSocket:
         waiter = self._pings[payload] = self._keepalive_ping = _PingWaiter(now, None)
         self._queue(self._proto().send(Ping(payload=payload)))
         return waiter.sent + min(config.ping_interval, config.ping_timeout)
+
+
+async def _drop_after_close(ws: WebSocket) -> None:
+    """Give a failed session's Close frame a moment to go out, then drop the stream.
+
+    Runs as a system task, so it never lets an exception out.
+    """
+    try:
+        with trio.move_on_after(min(ws._config.close_timeout, 1.0)):
+            if ws._writer_done is not None:
+                await ws._writer_done.wait()
+        await ws._kill()
+    except Exception:  # pragma: no cover - _kill closes forcefully and does not raise
+        logger.exception("dropping a session after a keepalive timeout failed")
 
 
 @final
