@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Coroutine
 from email.utils import formatdate
-from typing import final
+from typing import Any, final
 
 import h11
 import trio
@@ -53,6 +54,9 @@ _RAW_500 = (
     b"connection: close\r\n\r\n"
     b"500 Internal Server Error\n"
 )
+
+# h11 events are immutable: one EndOfMessage serves every response.
+_END = h11.EndOfMessage()
 
 _REASONS: dict[int, bytes] = {}
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -360,19 +364,19 @@ class _HTTPConnection:
             head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
             assert head is not None
             if head_only or not body or h.our_state is h11.DONE:
-                await self._send(head + h.send(h11.EndOfMessage()))
+                await self._send(head + h.send(_END))
                 return 0
             if len(body) <= _COALESCE_LIMIT:
                 data = h.send(h11.Data(data=body))
                 assert data is not None
-                await self._send(head + data + h.send(h11.EndOfMessage()))
+                await self._send(head + data + h.send(_END))
             else:
                 await self._send(head)
                 pieces = h.send_with_data_passthrough(h11.Data(data=body))
                 assert pieces is not None
                 for piece in pieces:
                     await self._send(bytes(piece) if not isinstance(piece, bytes) else piece)
-                await self._send(h.send(h11.EndOfMessage()))
+                await self._send(h.send(_END))
             return len(body)
         # Streamed body.
         sent = 0
@@ -388,7 +392,7 @@ class _HTTPConnection:
                         assert data is not None
                         await self._send(data)
                         sent += len(chunk)
-            await self._send(h.send(h11.EndOfMessage()))
+            await self._send(h.send(_END))
         finally:
             if aclose is not None:
                 with trio.CancelScope(shield=True):
@@ -429,9 +433,23 @@ class _HTTPConnection:
     async def run(self) -> None:
         if self._period is not None:
             self.conn.nursery.start_soon(self._watchdog, self._period)
+        h = self.h11
+        # The request loop lives here rather than in a helper: every frame
+        # between the connection task and a socket call is walked again each
+        # time the task sleeps and wakes, several times per request.
         try:
             with self._scope:
-                await self._serve()
+                while True:
+                    event = await self._next_request()
+                    if event is None:
+                        break
+                    if not await self._handle(event):
+                        break
+                    if h.our_state is h11.MUST_CLOSE or h.their_state is not h11.DONE:
+                        break
+                    h.start_next_cycle()
+        except _Abort:
+            return
         finally:
             self._watchdog_scope.cancel()
         if not self._scope.cancelled_caught:
@@ -444,21 +462,6 @@ class _HTTPConnection:
             with trio.move_on_after(self.config.write_timeout or _LINGER_SECONDS):
                 await self._send_error(408, "Timed out waiting for the request head")
         # _IDLE (keep-alive timeout) or a graceful shutdown: just close.
-
-    async def _serve(self) -> None:
-        h = self.h11
-        try:
-            while True:
-                event = await self._next_request()
-                if event is None:
-                    return
-                if not await self._handle(event):
-                    return
-                if h.our_state is h11.MUST_CLOSE or h.their_state is not h11.DONE:
-                    return
-                h.start_next_cycle()
-        except _Abort:
-            return
 
     async def _handle(self, event: h11.Request) -> bool:
         """Answer one request; return whether the connection may carry another."""
@@ -626,9 +629,9 @@ class _HTTPConnection:
         )
 
 
-async def serve_http_connection(
+def serve_http_connection(
     conn: Connection, app: Handler, config: HTTPConfig | None = None
-) -> None:
+) -> Coroutine[Any, Any, None]:
     """Serve HTTP/1.1 on *conn* with *app* until the connection ends.
 
     Keep-alive, pipelining (answered in order), HTTP/1.0, ``Expect:
@@ -637,5 +640,9 @@ async def serve_http_connection(
     timeout ends the connection, graceful shutdown closes it, or a takeover
     finishes. The stream is closed by whoever owns it (the server), except after
     a takeover, which closes it itself.
+
+    Call and await it like a coroutine function: ``await
+    serve_http_connection(conn, app)`` (it returns the connection loop's
+    coroutine itself, one frame less on every wake-up).
     """
-    await _HTTPConnection(conn, app, config or HTTPConfig()).run()
+    return _HTTPConnection(conn, app, config or HTTPConfig()).run()

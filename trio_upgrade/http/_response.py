@@ -70,16 +70,12 @@ class Response:
     @classmethod
     def text(cls, text: str, *, status: int = 200, headers: HeadersLike | None = None) -> Response:
         """A ``text/plain; charset=utf-8`` response."""
-        return cls(
-            text.encode(), status=status, headers=headers, content_type="text/plain; charset=utf-8"
-        )
+        return _typed(cls, text.encode(), status, headers, b"text/plain; charset=utf-8")
 
     @classmethod
     def html(cls, html: str, *, status: int = 200, headers: HeadersLike | None = None) -> Response:
         """A ``text/html; charset=utf-8`` response."""
-        return cls(
-            html.encode(), status=status, headers=headers, content_type="text/html; charset=utf-8"
-        )
+        return _typed(cls, html.encode(), status, headers, b"text/html; charset=utf-8")
 
     @classmethod
     def json(
@@ -93,7 +89,7 @@ class Response:
         """*data* serialised as compact UTF-8 JSON (``application/json``)."""
         separators = (",", ":") if indent is None else None
         body = _json.dumps(data, ensure_ascii=False, indent=indent, separators=separators)
-        return cls(body.encode(), status=status, headers=headers, content_type="application/json")
+        return _typed(cls, body.encode(), status, headers, b"application/json")
 
     @classmethod
     def redirect(
@@ -156,6 +152,20 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+def _typed(
+    cls: type[Response], body: bytes, status: int, headers: HeadersLike | None, content_type: bytes
+) -> Response:
+    # The helpers' common case (no extra headers) without __init__'s keyword
+    # handling and header conversion: these run once per request.
+    if headers is not None or status < 200 or status > 999:
+        return cls(body, status=status, headers=headers, content_type=content_type.decode())
+    response = cls.__new__(cls)
+    response.status = status
+    response.headers = Headers.from_raw([(b"content-type", content_type)])
+    response.body = body
+    return response
 
 
 async def _file_chunks(path: str) -> AsyncIterator[bytes]:

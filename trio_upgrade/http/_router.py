@@ -298,13 +298,12 @@ class Router:
         return _NOT_FOUND
 
     def _match_own(self, method: str, path: str) -> Match:
-        allowed: set[str] = set()
         by_method = self._static.get(path)
         if by_method is not None:
             found = by_method.get(method)
             if found is not None:
                 return found
-            allowed.update(by_method)
+        allowed: set[str] = set(by_method or ())
         for route in self._dynamic:
             params = route.match_path(path)
             if params is None:

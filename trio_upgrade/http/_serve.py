@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import trio
 
@@ -38,8 +39,9 @@ async def create_server(
     if not opened:
         raise ValueError("nothing to listen on: give at least one bind or listener")
 
-    async def handle(conn: Connection) -> None:
-        await serve_http_connection(conn, app, config)
+    def handle(conn: Connection) -> Coroutine[Any, Any, None]:
+        # Returns the connection loop's coroutine (no frame of its own).
+        return serve_http_connection(conn, app, config)
 
     return Server(handle, opened, max_connections=max_connections, grace_period=grace_period)
 
