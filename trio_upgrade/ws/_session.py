@@ -44,6 +44,7 @@ from wsproto.extensions import Extension
 from ..core import Shutdown, current_connection
 from ._config import WebSocketConfig
 from ._errors import ConnectionClosed, closed_error
+from ._fastmask import accelerate
 from ._keeper import schedule_keepalive, unwatch_drain, watch_drain
 from ._request import HandshakeRequest
 
@@ -228,6 +229,10 @@ class WebSocket:
             ConnectionType.CLIENT if self._client else ConnectionType.SERVER,
             extensions=self._extension_objects,
         )
+        if not self._client:
+            # Received frames are masked only on the server side; unmask them
+            # in C when the optional extension is built (see _fastmask).
+            accelerate(conn)
         self._extension_objects = []
         return conn
 

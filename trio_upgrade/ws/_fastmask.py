@@ -1,0 +1,102 @@
+"""Per-connection C unmasking for wsproto, when the optional extension is built.
+
+A server receives every frame masked (RFC 6455 §5.3). wsproto unmasks in pure
+Python (``wsproto.frame_protocol.XorMaskerSimple``: a copy and four strided
+``translate`` calls per chunk), which costs milliseconds per MiB received.
+:mod:`._speedups` is our own C routine for it, built by ``pip install`` when a
+compiler is available and skipped otherwise.
+
+:func:`accelerate` hooks it into one connection, never process-wide: other code
+in the same process may use wsproto with its own maskers. It swaps the class of
+the connection's frame decoder for a subclass whose ``parse_header`` replaces
+wsproto's masker by ours. That relies on wsproto internals
+(``Connection._proto._frame_decoder``, ``FrameDecoder.parse_header``/``masker``,
+``XorMaskerSimple._masking_key``), so everything is feature-detected once at
+import; if anything is missing, or the extension is not built, :func:`accelerate`
+does nothing and wsproto's own masker runs.
+
+``ACTIVE`` tells whether the accelerator is in use in this process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsproto.connection import Connection as WSConnection
+from wsproto.connection import ConnectionType
+
+__all__ = ["ACTIVE", "accelerate"]
+
+
+def _build() -> type[Any] | None:
+    """The accelerated frame decoder class, or None if it cannot be used here."""
+    try:
+        from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
+
+        from ._speedups import Masker
+    except ImportError:
+        return None
+    if not callable(getattr(FrameDecoder, "parse_header", None)):
+        return None
+    # The masker wsproto makes must keep its key where we expect it.
+    probe = XorMaskerSimple(b"\x01\x02\x03\x04")
+    if getattr(probe, "_masking_key", None) != b"\x01\x02\x03\x04":
+        return None
+    if not callable(getattr(probe, "process", None)):
+        return None
+    parse_header = FrameDecoder.parse_header
+
+    class _FastFrameDecoder(FrameDecoder):
+        """wsproto's frame decoder, unmasking payloads with :class:`._speedups.Masker`."""
+
+        # No __slots__: instances are wsproto's FrameDecoders, whose class is
+        # swapped in place, so the layout must stay the base class's.
+
+        def parse_header(self) -> bool:
+            if not parse_header(self):
+                return False
+            masker = self.masker
+            # Only a fresh wsproto masker is replaced; a null masker (client
+            # side) or anything else is left as it is.
+            if type(masker) is XorMaskerSimple:
+                # wsproto only calls .process(); its annotation names its own classes.
+                self.masker = Masker(masker._masking_key)  # type: ignore[assignment]
+            return True
+
+    # Check the pieces fit together on a real connection before trusting them.
+    try:
+        conn = WSConnection(ConnectionType.SERVER)
+        decoder = conn._proto._frame_decoder
+        if type(decoder) is not FrameDecoder:
+            return None
+        decoder.__class__ = _FastFrameDecoder
+        # One masked binary frame, b"abc" under key 01 02 03 04.
+        conn.receive_data(b"\x82\x83\x01\x02\x03\x04" + bytes([0x61 ^ 1, 0x62 ^ 2, 0x63 ^ 3]))
+        events = list(conn.events())
+    except Exception:
+        return None
+    if len(events) != 1 or getattr(events[0], "data", None) != b"abc":
+        return None
+    return _FastFrameDecoder
+
+
+_DECODER = _build()
+# The class _DECODER derives from: only decoders of exactly that class are swapped.
+_BASE: type[Any] | None = _DECODER.__mro__[1] if _DECODER is not None else None
+
+#: True when received frames are unmasked by the C extension in this process.
+ACTIVE: bool = _DECODER is not None
+
+
+def accelerate(conn: WSConnection) -> None:
+    """Make ``conn`` unmask received frames with the C routine, if available.
+
+    Call it right after creating the connection, before it receives data.
+    Does nothing if the extension is not built or wsproto's internals are not
+    the ones this was written for; the connection then works as wsproto made it.
+    """
+    if _DECODER is None:
+        return
+    decoder = getattr(getattr(conn, "_proto", None), "_frame_decoder", None)
+    if decoder is not None and decoder.__class__ is _BASE:
+        decoder.__class__ = _DECODER
