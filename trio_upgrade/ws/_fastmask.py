@@ -15,11 +15,14 @@ wsproto's masker by ours. That relies on wsproto internals
 import; if anything is missing, or the extension is not built, :func:`accelerate`
 does nothing and wsproto's own masker runs.
 
-``ACTIVE`` tells whether the accelerator is in use in this process.
+``ACTIVE`` tells whether the accelerator is in use in this process. Setting
+the environment variable ``TRIO_UPGRADE_NO_EXTENSIONS`` (to anything non-empty)
+before the import turns it off, as it makes ``setup.py`` skip building it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from wsproto.connection import Connection as WSConnection
@@ -30,6 +33,8 @@ __all__ = ["ACTIVE", "accelerate"]
 
 def _build() -> type[Any] | None:
     """The accelerated frame decoder class, or None if it cannot be used here."""
+    if os.environ.get("TRIO_UPGRADE_NO_EXTENSIONS"):
+        return None
     try:
         from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
 
