@@ -12,14 +12,22 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
+import h11
 import pytest
 import trio
 import trio.testing
-from _http_helpers import CLIENT, SERVER, FailingSendStream, open_memory_connection
+from _http_helpers import (
+    CLIENT,
+    SERVER,
+    FailingSendStream,
+    open_memory_connection,
+    receive_until_eof,
+)
 
 from trio_upgrade.core import Shutdown
 from trio_upgrade.http import (
     ClientDisconnected,
+    Headers,
     HTTPConfig,
     HTTPError,
     Request,
@@ -874,3 +882,114 @@ async def test_handler_date_and_server_headers_are_not_duplicated() -> None:
         response = await client.request("GET", "/")
     assert response.headers.get_all("date") == ["Thu, 01 Jan 1970 00:00:00 GMT"]
     assert response.headers.get_all("server") == ["backend"]
+
+
+# Responses written without h11 (the common case) ------------------------------
+
+
+async def test_direct_and_h11_written_responses_interleave_on_one_connection() -> None:
+    """Bytes responses (written by the server itself), streamed ones, 204s and HEADs
+    alternate on one keep-alive connection; an h11 client parses every one of them."""
+    async with open_memory_connection(make_app()) as client:
+        peer = h11.Connection(h11.CLIENT)
+        targets = ["/", "/stream", "/status/204", "/", "/status/304", "/path/x", "/stream"]
+        methods = ["GET", "GET", "GET", "HEAD", "GET", "GET", "HEAD"]
+        wire = b""
+        for method, target in zip(methods * 3, targets * 3, strict=True):
+            wire += peer.send(h11.Request(method=method, target=target, headers=[("Host", "a")]))
+            wire += peer.send(h11.EndOfMessage())
+            await client.send(wire)
+            wire = b""
+            events: list[object] = []
+            while not events or type(events[-1]) is not h11.EndOfMessage:
+                event = peer.next_event()
+                if event is h11.NEED_DATA:
+                    peer.receive_data(await client.stream.receive_some(65536))
+                else:
+                    events.append(event)
+            response = events[0]
+            assert isinstance(response, h11.Response)
+            body = b"".join(bytes(e.data) for e in events if isinstance(e, h11.Data))
+            if method == "HEAD" or response.status_code in (204, 304):
+                assert body == b""
+            elif target == "/":
+                assert (response.status_code, body) == (200, b"hello")
+                assert dict(response.headers)[b"content-length"] == b"5"
+            elif target == "/stream":
+                assert body == b"one two three"
+            peer.start_next_cycle()
+        assert not client.finished.is_set()
+
+
+async def test_request_and_eof_in_one_write_is_answered_then_closed() -> None:
+    async with open_memory_connection(make_app()) as client:
+        await client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        await client.stream.send_eof()
+        response = await client.read_response()
+        assert response.body == b"hello"
+        await client.assert_closed()
+
+
+async def test_connection_close_is_found_among_other_tokens_in_any_case() -> None:
+    async with open_memory_connection(make_app()) as client:
+        response = await client.request("GET", "/", headers="Connection: Keep-Alive, CLOSE\r\n")
+        assert response.headers.get_tokens("connection") == ["close"]
+        await client.assert_closed()
+
+
+async def test_pipelined_request_after_a_read_body_is_answered_from_the_leftover() -> None:
+    async with open_memory_connection(make_app()) as client:
+        await client.send(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nping"
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /pa"
+        )
+        first = await client.read_response()
+        second = await client.read_response()
+        await client.send(b"th/y HTTP/1.1\r\nHost: a\r\n\r\n")
+        third = await client.read_response()
+    assert (first.body, second.body) == (b"ping", b"hello")
+    assert json.loads(third.body)["rest"] == "y"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("x-bad", "a\nb"),
+        ("x-bad", "a\x00b"),
+        ("x-bad", " leading"),
+        ("x-bad", "trailing\t"),
+        ("bad name", "v"),
+        ("bad:name", "v"),
+        ("", "v"),
+    ],
+)
+async def test_invalid_response_header_becomes_a_raw_500_on_either_path(
+    name: str, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether the server writes the head itself (bytes body) or through h11
+    (streamed body), a header that could split or corrupt the head is refused."""
+
+    async def empty() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    for streamed in (False, True):
+
+        async def app(request: Request, streamed: bool = streamed) -> Response:
+            body = empty() if streamed else b"x"
+            return Response(body, headers=Headers.from_raw([(name.encode(), value.encode())]))
+
+        with caplog.at_level(logging.ERROR, logger="trio_upgrade"):
+            async with open_memory_connection(app) as client:
+                await client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                raw = await receive_until_eof(client.stream)
+        assert raw.startswith(b"HTTP/1.1 500 ")
+        assert b"\n" + name.encode() + b":" not in raw
+
+
+async def test_obs_text_and_inner_whitespace_in_header_values_are_sent_as_is() -> None:
+    async def app(request: Request) -> Response:
+        return Response.text("x", headers=Headers.from_raw([(b"x-v", b"caf\xe9 \t au lait")]))
+
+    async with open_memory_connection(app) as client:
+        response = await client.request("GET", "/")
+    assert b"\r\nx-v: caf\xe9 \t au lait\r\n" in response.head

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Coroutine
 from email.utils import formatdate
@@ -55,6 +56,12 @@ _RAW_500 = (
     b"500 Internal Server Error\n"
 )
 
+# What a response header may hold (RFC 9110 §5.1 token, §5.5 field-value with
+# obs-text): checked on every response, so that a CR or LF from a handler can
+# never split the head, whether h11 writes it or we do.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?")
+
 # h11 events are immutable: one EndOfMessage serves every response.
 _END = h11.EndOfMessage()
 
@@ -75,6 +82,11 @@ def _http_date() -> bytes:
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True).encode("ascii"))
     return _date_cache[1]
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    """The comma-separated tokens of a list-valued header, lower-cased."""
+    return [token.strip() for token in value.lower().split(b",")]
 
 
 def _deadline(timeout: float | None) -> float:
@@ -158,6 +170,7 @@ class _HTTPConnection:
         "_now",
         "_period",
         "_scope",
+        "_server_header",
         "_waiting",
         "_watchdog_scope",
         "app",
@@ -176,6 +189,9 @@ class _HTTPConnection:
         self.config = config
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
         self.scheme = "https" if conn.tls else "http"
+        self._server_header = (
+            None if config.server_header is None else config.server_header.encode("latin-1")
+        )
         # Requests answered so far on this connection.
         self.requests = 0
         # Timeouts of the per-request waits (idle, head, write) are enforced by
@@ -333,31 +349,54 @@ class _HTTPConnection:
             self._waiting = _NOT_WAITING
             self._deadline = math.inf
 
-    async def _send_response(self, response: Response, head_only: bool, close: bool) -> int:
-        """Write *response*; return the number of body bytes sent."""
+    async def _send_response(
+        self, response: Response, head_only: bool, close: bool, request: Request | None = None
+    ) -> int:
+        """Write *response*; return the number of body bytes sent.
+
+        With *request* given, a complete response to a complete request may be
+        written without h11 (see :meth:`_send_plain`).
+        """
         h = self.h11
         config = self.config
         raw = response.headers.raw
         # One pass over the handler's headers: what it set itself, we don't add
-        # (a proxied response keeps its backend's Date and Server).
+        # (a proxied response keeps its backend's Date and Server). The names
+        # and values are checked here, whichever way the response goes out.
         has_length = has_date = has_server = False
-        for name, _ in raw:
+        framing = False
+        for name, value in raw:
+            if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
             if name == b"content-length":
                 has_length = True
             elif name == b"date":
                 has_date = True
             elif name == b"server":
                 has_server = True
+            elif name == b"transfer-encoding" or name == b"connection":
+                framing = True
         headers = list(raw)
         if config.date_header and not has_date:
             headers.append((b"date", _http_date()))
-        if config.server_header is not None and not has_server:
-            headers.append((b"server", config.server_header.encode("latin-1")))
-        if close:
-            headers.append((b"connection", b"close"))
+        if self._server_header is not None and not has_server:
+            headers.append((b"server", self._server_header))
         body = response.body
         status = response.status
         self._head_written = False
+        if (
+            request is not None
+            and type(body) is bytes
+            and not (has_length or framing)
+            and h.their_state is h11.DONE
+            and h.our_state is h11.SEND_RESPONSE
+            and type(status) is int
+            and 200 <= status <= 999
+            and status not in _NO_BODY_STATUSES
+        ):
+            return await self._send_plain(request, status, headers, body, head_only, close)
+        if close:
+            headers.append((b"connection", b"close"))
         if isinstance(body, (bytes, bytearray, memoryview)):
             if status not in _NO_BODY_STATUSES and not has_length:
                 headers.append((b"content-length", str(len(body)).encode("ascii")))
@@ -399,6 +438,65 @@ class _HTTPConnection:
                     await aclose()
         return sent
 
+    async def _send_plain(
+        self,
+        request: Request,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        head_only: bool,
+        close: bool,
+    ) -> int:
+        """Write a complete response ourselves, then start h11 afresh on what follows.
+
+        The common case (the request read to its end, a final status, a body of
+        known length, no framing headers from the handler) needs none of h11's
+        response machinery, which costs more than all the rest of a request:
+        two validations of every header, the state machine, the writers. The
+        head is the one h11 would write (RFC 9112 §4 and §5), the headers were
+        checked by the caller, and the keep-alive decision is h11's
+        (RFC 9112 §9.3): ``Connection: close`` from the client, or a client
+        older than HTTP/1.1, ends the connection after this response.
+        """
+        h = self.h11
+        if not close:
+            if h.their_http_version != b"1.1":
+                close = True
+            else:
+                for name, value in request.headers.raw:
+                    if name == b"connection" and b"close" in _tokens(value):
+                        close = True
+                        break
+        headers.append((b"content-length", b"%d" % len(body)))
+        if close:
+            headers.append((b"connection", b"close"))
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        if head_only or not body:
+            sent = 0
+        elif len(body) <= _COALESCE_LIMIT:
+            parts.append(body)
+            sent = len(body)
+        else:
+            await self._send(b"".join(parts))
+            parts = [body]
+            sent = len(body)
+        await self._send(b"".join(parts))
+        if not close:
+            # h11 still waits for this response: a new connection object takes
+            # over from the next request, fed whatever was read past this one.
+            leftover, eof = h.trailing_data
+            fresh = self.h11 = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self.config.max_header_size
+            )
+            if leftover:
+                fresh.receive_data(leftover)
+            if eof:
+                fresh.receive_data(b"")
+        return sent
+
     async def _send_error(self, status: int, detail: str) -> None:
         """Answer a request we could not take (bad head, timeout) and close."""
         h = self.h11
@@ -433,7 +531,6 @@ class _HTTPConnection:
     async def run(self) -> None:
         if self._period is not None:
             self.conn.nursery.start_soon(self._watchdog, self._period)
-        h = self.h11
         # The request loop lives here rather than in a helper: every frame
         # between the connection task and a socket call is walked again each
         # time the task sleeps and wakes, several times per request.
@@ -445,7 +542,10 @@ class _HTTPConnection:
                         break
                     if not await self._handle(event):
                         break
-                    if h.our_state is h11.MUST_CLOSE or h.their_state is not h11.DONE:
+                    h = self.h11
+                    if h.our_state is h11.IDLE:
+                        continue  # A fresh h11 connection after _send_plain.
+                    if h.our_state is not h11.DONE or h.their_state is not h11.DONE:
                         break
                     h.start_next_cycle()
         except _Abort:
@@ -544,7 +644,7 @@ class _HTTPConnection:
             )
         writable = h.our_state is h11.SEND_RESPONSE
         try:
-            sent = await self._send_response(response, head_only, close)
+            sent = await self._send_response(response, head_only, close, request)
         except _Abort:
             raise
         except Exception:
