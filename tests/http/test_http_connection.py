@@ -993,3 +993,22 @@ async def test_obs_text_and_inner_whitespace_in_header_values_are_sent_as_is() -
     async with open_memory_connection(app) as client:
         response = await client.request("GET", "/")
     assert b"\r\nx-v: caf\xe9 \t au lait\r\n" in response.head
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"9.9", b"0.9"])
+async def test_request_with_another_major_http_version_gets_505_and_close(version: bytes) -> None:
+    async with open_memory_connection(make_app()) as client:
+        await client.send(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n")
+        response = await client.read_response()
+        assert response.status == 505
+        await client.assert_closed()
+
+
+async def test_a_later_http_1_minor_version_is_answered_as_1_1_and_kept_alive() -> None:
+    """RFC 9110 §6.2: a server answers with the highest minor version it supports."""
+    async with open_memory_connection(make_app()) as client:
+        for _ in range(2):
+            await client.send(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n")
+            response = await client.read_response()
+            assert (response.http_version, response.body) == (b"HTTP/1.1", b"hello")
+        assert not client.finished.is_set()

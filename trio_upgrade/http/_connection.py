@@ -303,6 +303,11 @@ class _HTTPConnection:
                 if fed > config.max_header_size and _head_size(event) > config.max_header_size:
                     await self._send_error(431, "Request head too large")
                     return None
+                if event.http_version[:2] != b"1.":
+                    # h11 parses any digit.digit; only major version 1 is
+                    # ours to answer (RFC 9110 §6.2, §15.6.6).
+                    await self._send_error(505, "HTTP version not supported")
+                    return None
                 return event
             # ConnectionClosed, or PAUSED after a protocol switch we did not take.
             return None
@@ -460,7 +465,8 @@ class _HTTPConnection:
         """
         h = self.h11
         if not close:
-            if h.their_http_version != b"1.1":
+            version = h.their_http_version
+            if version is None or version < b"1.1":
                 close = True
             else:
                 for name, value in request.headers.raw:
