@@ -335,6 +335,7 @@ async def test_handler_rejects_with_a_response_exactly_as_given() -> None:
         assert response.headers["retry-after"] == "30"
         assert response.headers["content-length"] == str(len(b"come back later"))
         assert response.headers.get_tokens("connection") == ["close"]
+        assert len(response.headers.get_all("date")) == 1
         await client.assert_closed()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable
 from contextlib import AsyncExitStack
+from email.utils import formatdate
 from typing import Any, final
 
 import trio
@@ -197,6 +198,9 @@ class ServerWebSocket:
             for n, v in response.headers.raw
             if n not in (b"content-length", b"transfer-encoding")
         ]
+        if not any(n == b"date" for n, _ in headers):
+            # As on every HTTP response of ours (RFC 9110 §6.6.1).
+            headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
         await self._send(rejection_response(response.status, headers, bytes(body)))
 
     async def _send(self, data: bytes) -> None:
