@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import ssl
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
-import trustme
 from _proxy_env import BackendState, Env, backend_app
 from _proxy_helpers import start_http, url_of
 
@@ -36,22 +34,3 @@ async def env(nursery: trio.Nursery, sock_dir: str) -> AsyncIterator[Env]:
     front = await start_http(nursery, proxy, "127.0.0.1:0")
     async with proxy:
         yield Env(state, a, b, proxy, front)
-
-
-@pytest.fixture(scope="session")
-def tls_ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def server_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls_ca.issue_cert("localhost", "127.0.0.1", "::1").configure_cert(context)
-    return context
-
-
-@pytest.fixture
-def client_ssl_context(tls_ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    tls_ca.configure_trust(context)
-    return context

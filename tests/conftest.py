@@ -1,4 +1,4 @@
-"""Fixtures for the HTTP tests: a trustme CA and matching server/client TLS contexts."""
+"""Fixtures shared by every test directory: a trustme CA and matching server/client TLS contexts."""
 
 from __future__ import annotations
 
