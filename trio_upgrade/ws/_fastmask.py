@@ -36,10 +36,22 @@ def _build() -> type[Any] | None:
     if os.environ.get("TRIO_UPGRADE_NO_EXTENSIONS"):
         return None
     try:
-        from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
+        from wsproto.frame_protocol import Buffer, FrameDecoder, XorMaskerSimple
 
         from ._speedups import Masker
     except ImportError:
+        return None
+    # Masker.process unmasks a bytearray in place: that is only safe if the
+    # pieces wsproto hands it are copies, not views of its receive buffer.
+    try:
+        buffer = Buffer()
+        buffer.feed(b"abcd")
+        piece = buffer.consume_at_most(4)
+        piece[0] ^= 0xFF
+        buffer.rollback()
+        if buffer.consume_at_most(4) != b"abcd":
+            return None
+    except Exception:
         return None
     if not callable(getattr(FrameDecoder, "parse_header", None)):
         return None
@@ -68,19 +80,25 @@ def _build() -> type[Any] | None:
                 self.masker = Masker(masker._masking_key)  # type: ignore[assignment]
             return True
 
-    # Check the pieces fit together on a real connection before trusting them.
+    # Check the pieces fit together on a real connection before trusting them:
+    # b"abc" under the key 01 02 03 04, in two reads.
     try:
         conn = WSConnection(ConnectionType.SERVER)
         decoder = conn._proto._frame_decoder
         if type(decoder) is not FrameDecoder:
             return None
         decoder.__class__ = _FastFrameDecoder
-        # One masked binary frame, b"abc" under key 01 02 03 04.
-        conn.receive_data(b"\x82\x83\x01\x02\x03\x04" + bytes([0x61 ^ 1, 0x62 ^ 2, 0x63 ^ 3]))
+        conn.receive_data(b"\x82\x83\x01\x02\x03\x04" + bytes([0x61 ^ 1]))
         events = list(conn.events())
+        # Mid-frame: our masker must be the one at work.
+        masker: object = decoder.masker
+        if type(masker) is not Masker:
+            return None
+        conn.receive_data(bytes([0x62 ^ 2, 0x63 ^ 3]))
+        events += conn.events()
     except Exception:
         return None
-    if len(events) != 1 or getattr(events[0], "data", None) != b"abc":
+    if b"".join(getattr(event, "data", b"?") for event in events) != b"abc":
         return None
     return _FastFrameDecoder
 
