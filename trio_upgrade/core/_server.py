@@ -242,11 +242,12 @@ class Server:
         self._active = 0
         # Bound addresses, read on first use (closed sockets can't tell them).
         self._addresses: list[Address] | None = None
-        # One cancel scope per running connection. Grace-period expiry and
-        # cancel_connections() cancel these, never the nursery around them: a
-        # scope only swallows its own Cancelled, so an error a connection raises
-        # while being cancelled is still caught and logged by that connection
-        # instead of escaping (or being lost) in the shared nursery.
+        # One cancel scope per running connection (its own nursery's).
+        # Grace-period expiry and cancel_connections() cancel these, never the
+        # shared nursery of connections: a scope only swallows its own
+        # Cancelled, so an error a connection raises while being cancelled is
+        # still caught and logged by that connection instead of escaping (or
+        # being lost) in the shared nursery.
         self._conn_scopes: set[trio.CancelScope] = set()
         # Deadline for every connection: +inf until draining, then end of grace.
         self._conn_deadline = math.inf
@@ -376,21 +377,26 @@ class Server:
     async def _run_one(self, stream: trio.abc.Stream) -> None:
         self._active += 1
         conn: Connection | None = None
+        scope: trio.CancelScope | None = None
         try:
-            with trio.CancelScope(deadline=self._conn_deadline) as scope:
+            async with trio.open_nursery() as nursery:
+                # The nursery's own cancel scope is the connection's scope: a
+                # scope of its own around the nursery would cost every idle
+                # connection another CancelScope and CancelStatus (~0.6 KiB).
+                scope = nursery.cancel_scope
+                if self._conn_deadline != math.inf:
+                    scope.deadline = self._conn_deadline
                 if self._cancel_all:
                     scope.cancel()
                 self._conn_scopes.add(scope)
-                try:
-                    async with trio.open_nursery() as nursery:
-                        conn = Connection(stream, nursery, shutdown=self.shutdown)
-                        _set_current_connection(conn)
-                        await self.handler(conn)
-                finally:
-                    self._conn_scopes.discard(scope)
+                conn = Connection(stream, nursery, shutdown=self.shutdown)
+                _set_current_connection(conn)
+                await self.handler(conn)
         except Exception:
             logger.exception("connection handler failed: %r", conn)
         finally:
+            if scope is not None:
+                self._conn_scopes.discard(scope)
             self._active -= 1
             self._limiter.release()
             await trio.aclose_forcefully(stream)
