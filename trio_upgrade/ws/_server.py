@@ -149,6 +149,9 @@ async def _serve_connection(
         config=config,
         client=False,
     )
+    # The rest of the handshake (the 101's headers, the extension offer, the
+    # prefetched bytes) must not stay alive for the whole session.
+    del opened, request, prefetched, accepted
     # The session's tasks run in the connection's nursery rather than one of
     # their own: a nursery less per connection (memory), same lifetime.
     ws._start(conn.nursery, conn.shutdown)
