@@ -147,6 +147,7 @@ class WebSocket:
         "_pending",
         "_pings",
         "_plain",
+        "_receiver",
         "_recv_in",
         "_recv_out",
         "_send_in",
@@ -189,7 +190,12 @@ class WebSocket:
         self._plain = not client and not extensions
         if prefetched:
             self._make_conn().receive_data(prefetched)
-        self._recv_in, self._recv_out = trio.open_memory_channel[_Item](config.receive_queue)
+        # The receive channel, made with the first message (see _channel()).
+        self._recv_in: trio.MemorySendChannel[_Item] | None = None
+        self._recv_out: trio.MemoryReceiveChannel[_Item] | None = None
+        # The application task waiting for the channel to have something: it
+        # waits here rather than in the channel, which need not exist yet.
+        self._receiver: trio.lowlevel.Task | None = None
         # The writer's channel and task start with the first outgoing frame.
         # Unbounded in count on purpose: the bound is in bytes (_pending vs
         # send_buffer), and a Close frame must be queued without waiting.
@@ -268,16 +274,82 @@ class WebSocket:
         self._ops += 1
         if self._ops & _SCHEDULE_MASK:
             await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                return self._recv_out.receive_nowait()
-            except trio.WouldBlock:
-                pass
-            except trio.EndOfChannel:
-                raise self._closed_error() from None
-        try:
-            return await self._recv_out.receive()
-        except trio.EndOfChannel:
-            raise self._closed_error() from None
+            out = self._recv_out
+            if out is not None:
+                try:
+                    return out.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                except trio.EndOfChannel:
+                    raise self._closed_error() from None
+            return await self._wait_item(True)
+        return await self._wait_item(False)
+
+    async def _wait_item(self, empty: bool) -> _Item:
+        """The next item, waiting until there is one; always a full checkpoint.
+
+        *empty*: the caller has just checked for cancellation and found nothing
+        queued. Raises :class:`ConnectionClosed` once the channel is closed
+        and empty.
+        """
+        if not empty:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            out = self._recv_out
+            if out is not None and not empty:
+                try:
+                    item = out.receive_nowait()
+                except trio.WouldBlock:
+                    pass
+                except trio.EndOfChannel:
+                    raise self._closed_error() from None
+                else:
+                    if not waited:
+                        await trio.lowlevel.cancel_shielded_checkpoint()
+                    return item
+            empty = False
+            if self._receiver is not None:
+                # Another task already waits here: this one waits in the
+                # channel's own queue (rare: two tasks receiving at once).
+                if out is None:
+                    self._channel()
+                    out = self._recv_out
+                    assert out is not None
+                try:
+                    return await out.receive()
+                except trio.EndOfChannel:
+                    raise self._closed_error() from None
+            self._receiver = trio.lowlevel.current_task()
+            waited = True
+            await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
+
+    def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake_receiver(self) -> None:
+        task = self._receiver
+        if task is not None:
+            self._receiver = None
+            trio.lowlevel.reschedule(task)
+
+    def _channel(self) -> trio.MemorySendChannel[_Item]:
+        """The receive channel's sending end, made on first use.
+
+        An idle session has none: trio's memory channel (its state, deque,
+        wait queues and two ends) is about 1.8 KiB.
+        """
+        send_in = self._recv_in
+        if send_in is None:
+            send_in, self._recv_out = trio.open_memory_channel[_Item](self._config.receive_queue)
+            self._recv_in = send_in
+        return send_in
+
+    def _close_receive(self) -> None:
+        """No more items: the application gets what is queued, then ConnectionClosed."""
+        (self._recv_in or self._channel()).close()
+        self._wake_receiver()
 
     async def _skip_partial(self) -> None:
         # The application abandoned a chunked message: drop the rest of it.
@@ -297,19 +369,20 @@ class WebSocket:
             self._ops += 1
             if self._ops & _SCHEDULE_MASK:
                 await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    item = self._recv_out.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    pass
-                else:
-                    if type(item) is not _Fragment:
-                        return item
-                    return await self._gather(item)
-                # Nothing queued: wait (receive() is itself a full checkpoint).
-                try:
-                    item = await self._recv_out.receive()
-                except trio.EndOfChannel:
-                    raise self._closed_error() from None
+                out = self._recv_out
+                if out is not None:
+                    try:
+                        item = out.receive_nowait()
+                    except trio.WouldBlock:
+                        pass
+                    except trio.EndOfChannel:
+                        raise self._closed_error() from None
+                    else:
+                        if type(item) is not _Fragment:
+                            return item
+                        return await self._gather(item)
+                # Nothing queued: wait.
+                item = await self._wait_item(True)
                 if type(item) is not _Fragment:
                     return item
                 return await self._gather(item)
@@ -356,22 +429,28 @@ class WebSocket:
             self._ops += 1
             if self._ops & _SCHEDULE_MASK:
                 await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    item = self._recv_out.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    pass
-                else:
-                    if type(item) is not _Fragment:
-                        return item
-                    return await self._gather(item)
-                try:
-                    item = await self._recv_out.receive()
-                except trio.EndOfChannel:
-                    pass  # closed: _receive_slow raises the right error below
-                else:
-                    if type(item) is not _Fragment:
-                        return item
-                    return await self._gather(item)
+                out = self._recv_out
+                closed = False
+                if out is not None:
+                    try:
+                        item = out.receive_nowait()
+                    except trio.WouldBlock:
+                        pass
+                    except trio.EndOfChannel:
+                        closed = True  # _receive_slow raises the right error below
+                    else:
+                        if type(item) is not _Fragment:
+                            return item
+                        return await self._gather(item)
+                if not closed:
+                    try:
+                        item = await self._wait_item(True)
+                    except ConnectionClosed:
+                        pass  # as above
+                    else:
+                        if type(item) is not _Fragment:
+                            return item
+                        return await self._gather(item)
         try:
             return await self._receive_slow()
         except ConnectionClosed as exc:
@@ -565,7 +644,7 @@ class WebSocket:
             self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
             # The application learns at once that the session is closing; what the
             # peer sends until its Close arrives is dropped.
-            self._recv_in.close()
+            self._close_receive()
 
     async def _wait_done(self) -> None:
         if self._finished:
@@ -618,7 +697,7 @@ class WebSocket:
         if self._close_code is None and self._state() is _OPEN:
             self._set_closed(code, reason)
             self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
-        self._recv_in.close()
+        self._close_receive()
 
     def _on_pong(self, payload: bytes) -> None:
         pings = self._pings
@@ -635,7 +714,7 @@ class WebSocket:
                 break
 
     def _wake_everyone(self) -> None:
-        self._recv_in.close()
+        self._close_receive()
         if self._send_in is not None:
             self._send_in.close()
         if self._pings:
@@ -650,9 +729,41 @@ class WebSocket:
     # -- the tasks ----------------------------------------------------------
 
     async def _reader(self) -> None:
-        how = _LOST
+        # The read loop runs in this frame rather than in a helper: an idle
+        # session's reader waits on this stack for its whole life, and every
+        # coroutine frame on it is memory.
+        stream = self._stream
+        config = self._config
+        low = config.min_read_size
+        high = config.max_read_size
+        size = low
+        # A TCP stream is read through its socket: SocketStream.receive_some
+        # only adds a coroutine frame and a context manager to the idle stack
+        # (~0.6 KiB) to turn OSError into stream errors, done here instead.
+        receive = stream.socket.recv if type(stream) is trio.SocketStream else stream.receive_some
+        how: int | None = _LOST
         try:
-            how = await self._read_loop()
+            how = await self._dispatch() if self._conn is not None else None  # prefetched
+            while how is None:
+                try:
+                    data = await receive(size)
+                except OSError:
+                    data = b""  # the socket broke (a reset...): as at EOF
+                if not data:
+                    how = _LOST
+                    break
+                # Read more at once while data flows, less when it trickles.
+                n = len(data)
+                if n == size:
+                    size = min(size * 2, high)
+                elif n < size >> 3 and size > low:
+                    size = max(size >> 1, low)
+                # bytes or bytearray: wsproto only appends it to its buffer.
+                self._proto().receive_data(data)  # type: ignore[arg-type]
+                how = await self._dispatch()
+                if how is None and self._pending > config.send_buffer:
+                    # Our pongs pile up: stop reading until the peer takes them.
+                    await self._wait_drained()
             if how != _LOST:
                 await self._wind_down(how)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -667,40 +778,20 @@ class WebSocket:
             if self._done is not None:
                 self._done.set()
 
-    async def _read_loop(self) -> int:
-        stream = self._stream
-        config = self._config
-        low = config.min_read_size
-        high = config.max_read_size
-        size = low
-        how = await self._dispatch() if self._conn is not None else None  # prefetched
-        while how is None:
-            data = await stream.receive_some(size)
-            if not data:
-                return _LOST
-            # Read more at once while data flows, less when it trickles.
-            n = len(data)
-            if n == size:
-                size = min(size * 2, high)
-            elif n < size >> 3 and size > low:
-                size = max(size >> 1, low)
-            # bytes or bytearray: wsproto only appends it to its buffer.
-            self._proto().receive_data(data)  # type: ignore[arg-type]
-            how = await self._dispatch()
-            if how is None and self._pending > config.send_buffer:
-                # Our pongs pile up: stop reading until the peer takes them.
-                await self._wait_drained()
-        return how
-
     async def _deliver(self, item: _Item) -> None:
+        send_in = self._recv_in or self._channel()
         try:
-            self._recv_in.send_nowait(item)
+            send_in.send_nowait(item)
         except trio.WouldBlock:
+            # Full: the application must run before there is room.
+            self._wake_receiver()
             # A local close may begin meanwhile (ClosedResourceError).
             with contextlib.suppress(trio.ClosedResourceError):
-                await self._recv_in.send(item)
+                await send_in.send(item)
         except trio.ClosedResourceError:
-            pass
+            return
+        if self._receiver is not None:
+            self._wake_receiver()
 
     async def _dispatch(self) -> int | None:
         """Hand on every event parsed so far; return how to wind down, or None to go on.
@@ -731,11 +822,14 @@ class WebSocket:
                         return _FAILED
                     delivered = True
                     try:
-                        self._recv_in.send_nowait(data)
+                        (self._recv_in or self._channel()).send_nowait(data)
                     except trio.WouldBlock:
                         await self._deliver(data)
                     except trio.ClosedResourceError:
                         pass
+                    else:
+                        if self._receiver is not None:
+                            self._wake_receiver()
                     continue
                 size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
                 if limit is not None and size > limit:
@@ -766,7 +860,7 @@ class WebSocket:
                     # The peer closes first: echo its code (RFC 6455 §5.5.1).
                     self._set_closed(event.code, event.reason or "")
                     self._queue_final(conn.send(event.response()))
-                    self._recv_in.close()
+                    self._close_receive()
                     return _HANDSHAKE_DONE
                 if state is _CLOSED:
                     return _HANDSHAKE_DONE  # the answer to our Close
