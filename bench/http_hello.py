@@ -7,7 +7,8 @@ request is the server's alone. Servers:
 
 - ``ours``: ``trio_upgrade.http`` with a ``Router``, one route and one
   pass-through middleware in the path (``bench/servers/ours_http.py``);
-- ``minimal``: a bare trio + h11 keep-alive loop, the ceiling for this stack
+- ``minimal``: a bare trio + h11 keep-alive loop, the reference (everything
+  through h11, nothing else)
   (``bench/servers/min_h11.py``);
 - ``hypercorn``: hypercorn's Trio worker serving a tiny ASGI app;
 - ``uvicorn``: uvicorn with default settings serving the same ASGI app
