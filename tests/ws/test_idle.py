@@ -25,6 +25,7 @@ from trio_upgrade.ws import (
     WebSocket,
     WebSocketConfig,
     serve_websocket,
+    websocket_session,
 )
 
 from ._helpers import QUIET, session_pair
@@ -250,3 +251,48 @@ async def test_a_reset_on_an_idle_tcp_session_is_1006_and_the_server_goes_on(
     assert codes == [1006, 1000]
     # A reset is the peer's business: nothing is logged as a server error.
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+# -- websocket_session(..., nursery=...): no nursery of its own ------------------
+
+
+async def test_a_session_in_the_callers_nursery_runs_there_and_closes_with_1000() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with (
+        trio.open_nursery() as nursery,
+        websocket_session(right, config=QUIET, client=True) as client,
+    ):
+        async with websocket_session(left, config=QUIET, nursery=nursery) as server:
+            assert len(nursery.child_tasks) == 1  # the reader; the writer comes later
+            await client.send("hi")
+            assert await server.receive() == "hi"
+            await server.send("back")
+        assert [m async for m in client] == ["back"]
+        assert (client.close_code, server.close_code) == (1000, 1000)
+
+
+async def test_an_exception_in_a_block_with_a_nursery_closes_with_1011_and_propagates() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with (
+        trio.open_nursery() as nursery,
+        websocket_session(right, config=QUIET, client=True) as client,
+    ):
+        with pytest.raises(KeyError):
+            async with websocket_session(left, config=QUIET, nursery=nursery):
+                raise KeyError("app bug")
+        with pytest.raises(ConnectionClosedError) as info:
+            await client.receive()
+        assert info.value.code == 1011
+
+
+async def test_a_cancelled_block_with_a_nursery_drops_the_connection_and_its_tasks_end() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as scope:
+                async with websocket_session(left, config=QUIET, nursery=nursery) as server:
+                    scope.cancel()
+                    await trio.sleep_forever()
+            assert server.close_code == 1006
+            # The peer sees the stream closed; the session's tasks end by themselves.
+            assert await right.receive_some() == b""

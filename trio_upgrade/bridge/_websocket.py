@@ -156,6 +156,7 @@ class ServerWebSocket:
             server=request.server,
             method=request.method,
         )
+        connection = request.connection
         self._session = await self._exit_stack.enter_async_context(
             websocket_session(
                 self._stream,
@@ -164,8 +165,13 @@ class ServerWebSocket:
                 subprotocol=accepted.subprotocol,
                 extensions=accepted.extensions,
                 config=self._config,
+                # The session's tasks are the connection's (DESIGN.md, "Flow of
+                # one connection"): no nursery of its own per idle session.
+                nursery=connection.nursery if connection is not None else None,
             )
         )
+        # The client's first frames now belong to the session.
+        self._prefetched = b""
         return self._session
 
     async def reject(

@@ -33,6 +33,7 @@ import os
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import final
 
 import trio
@@ -1104,6 +1105,37 @@ async def open_session(
         raise error
 
 
+@final
+class _SessionIn:
+    """``websocket_session(..., nursery=...)``: the session's tasks run in the caller's nursery.
+
+    A class rather than a generator-based context manager, and no nursery of
+    its own: an idle session started this way carries neither (~1.5 KiB).
+    """
+
+    __slots__ = ("_nursery", "_shutdown", "_ws")
+
+    def __init__(self, ws: WebSocket, nursery: trio.Nursery, shutdown: Shutdown | None) -> None:
+        self._ws = ws
+        self._nursery = nursery
+        self._shutdown = shutdown
+
+    async def __aenter__(self) -> WebSocket:
+        self._ws._start(self._nursery, self._shutdown)
+        return self._ws
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        # As open_session: close (1000, or 1011 after an exception), and let the
+        # block's exception, if any, propagate unchanged.
+        await self._ws._end(exc)
+        return False
+
+
 def websocket_session(
     stream: trio.abc.Stream,
     *,
@@ -1113,6 +1145,7 @@ def websocket_session(
     extensions: Sequence[Extension] = (),
     config: WebSocketConfig = _DEFAULT_CONFIG,
     client: bool = False,
+    nursery: trio.Nursery | None = None,
 ) -> AbstractAsyncContextManager[WebSocket]:
     """Run a session over *stream* after a handshake done elsewhere.
 
@@ -1129,8 +1162,26 @@ def websocket_session(
     unchanged), waiting at most ``close_timeout``; the stream is closed on exit.
     Inside a connection served by :class:`trio_upgrade.core.Server`, a graceful
     server drain closes the session with 1001 (``async for`` over it ends).
+
+    With *nursery* (typically the connection's,
+    :attr:`trio_upgrade.core.Connection.nursery`), the reader and writer run
+    there instead, which saves an idle session about 1.5 KiB. Leaving the block
+    still closes the session and waits (bounded) for the reader to finish;
+    if the block was cancelled, the tasks end as soon as they see the stream
+    closed. *nursery* must outlive the block.
     """
     conn = None if client else current_connection()
+    if nursery is not None:
+        ws = WebSocket(
+            stream,
+            prefetched=prefetched,
+            request=request if request is not None else HandshakeRequest("/"),
+            subprotocol=subprotocol,
+            extensions=extensions,
+            config=config,
+            client=client,
+        )
+        return _SessionIn(ws, nursery, conn.shutdown if conn is not None else None)
     return open_session(
         stream,
         client=client,
