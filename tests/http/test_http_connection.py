@@ -1012,3 +1012,30 @@ async def test_a_later_http_1_minor_version_is_answered_as_1_1_and_kept_alive() 
             response = await client.read_response()
             assert (response.http_version, response.body) == (b"HTTP/1.1", b"hello")
         assert not client.finished.is_set()
+
+
+@pytest.mark.parametrize(
+    ("fields", "body", "expect"),
+    [
+        ([(b"content-length", b"5")], b"hello", (200, b"hello")),
+        ([(b"content-length", b"4")], b"hello", (500, None)),
+        ([(b"content-length", b"5"), (b"content-length", b"5")], b"hello", (200, b"hello")),
+        ([(b"content-length", b"05")], b"hello", (200, b"hello")),
+    ],
+)
+async def test_a_content_length_set_by_the_handler_must_match_the_body(
+    fields: list[tuple[bytes, bytes]], body: bytes, expect: tuple[int, bytes | None]
+) -> None:
+    """A matching length (a proxied response's) is sent once, as given; a wrong one is
+    a 500 before anything is written, never a response that lies about its size."""
+
+    async def app(request: Request) -> Response:
+        return Response(body, headers=Headers.from_raw(list(fields)))
+
+    async with open_memory_connection(app) as client:
+        response = await client.request("GET", "/")
+        assert response.status == expect[0]
+        if expect[1] is not None:
+            assert response.body == expect[1]
+            assert len(response.headers.get_all("content-length")) == len(set(fields))
+            assert not client.finished.is_set()

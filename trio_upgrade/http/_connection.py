@@ -382,11 +382,17 @@ class _HTTPConnection:
         # and values are checked here, whichever way the response goes out.
         has_length = has_date = has_server = False
         framing = False
+        length: bytes | None = None
         for name, value in raw:
             if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
                 raise ValueError(f"invalid response header {name!r}: {value!r}")
             if name == b"content-length":
+                # One that matches a bytes body (a proxied response's) is ours
+                # to write; any other is h11's to judge.
+                if has_length:
+                    framing = True  # Several: h11 judges them.
                 has_length = True
+                length = value
             elif name == b"date":
                 has_date = True
             elif name == b"server":
@@ -404,14 +410,17 @@ class _HTTPConnection:
         if (
             request is not None
             and type(body) is bytes
-            and not (has_length or framing)
+            and not framing
+            and (length is None or length == b"%d" % len(body))
             and h.their_state is h11.DONE
             and h.our_state is h11.SEND_RESPONSE
             and type(status) is int
             and 200 <= status <= 999
             and status not in _NO_BODY_STATUSES
         ):
-            return await self._send_plain(request, status, headers, body, head_only, close)
+            return await self._send_plain(
+                request, status, headers, body, head_only, close, length is None
+            )
         if close:
             headers.append((b"connection", b"close"))
         if isinstance(body, (bytes, bytearray, memoryview)):
@@ -463,6 +472,7 @@ class _HTTPConnection:
         body: bytes,
         head_only: bool,
         close: bool,
+        add_length: bool,
     ) -> int:
         """Write a complete response ourselves, then start h11 afresh on what follows.
 
@@ -482,7 +492,8 @@ class _HTTPConnection:
                 close = True
             else:
                 close = _asks_to_close(request.headers.raw)
-        headers.append((b"content-length", b"%d" % len(body)))
+        if add_length:
+            headers.append((b"content-length", b"%d" % len(body)))
         if close:
             headers.append((b"connection", b"close"))
         parts = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
