@@ -296,3 +296,93 @@ async def test_a_cancelled_block_with_a_nursery_drops_the_connection_and_its_tas
             assert server.close_code == 1006
             # The peer sees the stream closed; the session's tasks end by themselves.
             assert await right.receive_some() == b""
+
+
+# -- a quiet session lets go of its writer and receive channel --------------------
+
+TICKING = replace(QUIET, ping_interval=10, ping_timeout=5)
+
+
+async def test_a_quiet_session_lets_its_writer_go_and_works_as_before(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with (
+        trio.open_nursery() as nursery,
+        websocket_session(right, config=TICKING, client=True) as client,
+    ):
+        async with websocket_session(left, config=TICKING, nursery=nursery) as server:
+            await client.send("one")
+            assert await server.receive() == "one"
+            await server.send("two")
+            assert await client.receive() == "two"
+            assert len(nursery.child_tasks) == 2  # the reader and the writer
+            # Two keepalive ticks without a send or a receive; the pings go out
+            # through writers that end once they have written them.
+            await trio.sleep(35)
+            assert len(nursery.child_tasks) == 1
+            await client.send("three")
+            assert await server.receive() == "three"
+            await server.send("four")
+            assert await client.receive() == "four"
+        assert [m async for m in client] == []
+        assert (client.close_code, server.close_code) == (1000, 1000)
+
+
+async def test_an_application_waiting_through_quiet_ticks_gets_the_next_message(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with session_pair(TICKING, TICKING) as (server, client), trio.open_nursery() as nursery:
+        got: list[str | bytes] = []
+
+        async def receiver() -> None:
+            async for message in server:
+                got.append(message)
+
+        nursery.start_soon(receiver)
+        await client.send("before")
+        await trio.sleep(35)
+        await client.send("after")
+        await trio.sleep(35)
+        await client.aclose()
+    assert got == ["before", "after"]
+
+
+async def test_a_quiet_session_still_fails_a_peer_that_stops_answering(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with websocket_session(left, config=TICKING) as server:
+        # Some traffic first, then the peer goes silent: it never answers a ping.
+        await right.send_all(_masked(0x1, b"hello"))
+        assert await server.receive() == "hello"
+        await server.send("hi")
+        with pytest.raises(ConnectionClosedError) as info:
+            await server.receive()
+        assert info.value.code == 1011
+        await right.aclose()
+
+
+async def test_backpressure_after_the_session_let_its_channel_go(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server_config = replace(TICKING, receive_queue=2, min_read_size=64, max_read_size=64)
+    client_config = replace(TICKING, send_buffer=256)
+    sent = 0
+
+    async def sender(client: WebSocket) -> None:
+        nonlocal sent
+        for i in range(60):
+            await client.send(b"%03d" % i * 20)
+            sent += 1
+
+    async with session_pair(server_config, client_config, lockstep=True) as (server, client):
+        await client.send("first")
+        assert await server.receive() == "first"
+        await trio.sleep(35)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender, client)
+            await trio.testing.wait_all_tasks_blocked()
+            assert sent < 10
+            received = [await server.receive() for _ in range(60)]
+        assert received == [b"%03d" % i * 20 for i in range(60)]
