@@ -24,6 +24,7 @@ from trio_upgrade.ws import (
     ConnectionClosedOK,
     WebSocket,
     WebSocketConfig,
+    parse_request_head,
     serve_websocket,
     websocket_session,
 )
@@ -386,3 +387,19 @@ async def test_backpressure_after_the_session_let_its_channel_go(
             assert sent < 10
             received = [await server.receive() for _ in range(60)]
         assert received == [b"%03d" % i * 20 for i in range(60)]
+
+
+def test_common_handshake_fields_are_shared_between_requests() -> None:
+    """A session keeps its request's headers: common names and values are not copied per request."""
+    head = (
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Thing:  Odd "
+    )
+    one = parse_request_head(head)[3]
+    two = parse_request_head(head)[3]
+    assert one == [
+        (b"host", b"a"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"x-thing", b"Odd"),
+    ]
+    assert all(a is b for a, b in zip(one[1] + one[2], two[1] + two[2], strict=True))
