@@ -128,6 +128,10 @@ def _has_body(request: Request) -> bool:
 _NOT_WAITING, _IDLE, _HEAD, _WRITE = 0, 1, 2, 3
 
 
+# A takeover ready to run: the handler's Takeover, its request, the bytes read past it.
+_Handover = tuple[Takeover, Request, bytes]
+
+
 class _Abort(Exception):
     """Stop serving this connection without answering (peer gone, write failed)."""
 
@@ -560,13 +564,17 @@ class _HTTPConnection:
         # The request loop lives here rather than in a helper: every frame
         # between the connection task and a socket call is walked again each
         # time the task sleeps and wakes, several times per request.
+        takeover: _Handover | None = None
         try:
             with self._scope:
                 while True:
                     event = await self._next_request()
                     if event is None:
                         break
-                    if not await self._handle(event):
+                    outcome = await self._handle(event)
+                    if outcome is not True:
+                        if outcome is not False:
+                            takeover = outcome
                         break
                     h = self.h11
                     if h.our_state is h11.IDLE:
@@ -578,6 +586,21 @@ class _HTTPConnection:
             return
         finally:
             self._watchdog_scope.cancel()
+        if takeover is not None:
+            # Run from this frame, with h11 and the request loop gone: a
+            # takeover (a WebSocket session) may stay idle for hours, and
+            # whatever this connection still holds is held that long.
+            del self.h11
+            handler, request, prefetched = takeover
+            takeover = None
+            stream = self.stream
+            try:
+                await handler.take_over(stream, prefetched, request)
+            except Exception:
+                logger.exception("takeover for %s %s failed", request.method, request.target)
+            finally:
+                await trio.aclose_forcefully(stream)
+            return
         if not self._scope.cancelled_caught:
             return
         expired = self._expired
@@ -589,8 +612,9 @@ class _HTTPConnection:
                 await self._send_error(408, "Timed out waiting for the request head")
         # _IDLE (keep-alive timeout) or a graceful shutdown: just close.
 
-    async def _handle(self, event: h11.Request) -> bool:
-        """Answer one request; return whether the connection may carry another."""
+    async def _handle(self, event: h11.Request) -> bool | _Handover:
+        """Answer one request; return whether the connection may carry another,
+        or, for a takeover, what :meth:`run` hands the connection to."""
         h = self.h11
         conn = self.conn
         started = time.perf_counter() if self.config.access_log else 0.0
@@ -641,8 +665,8 @@ class _HTTPConnection:
             if isinstance(result, Response):
                 pass
             elif isinstance(result, Takeover):
-                await self._take_over(result, request, body_source)
-                return False
+                prefetched = await self._prepare_takeover(request, body_source)
+                return False if prefetched is None else (result, request, prefetched)
             else:
                 logger.error(
                     "handler for %s %s returned %r, not a Response or a Takeover",
@@ -722,23 +746,19 @@ class _HTTPConnection:
             return False
         return False
 
-    async def _take_over(self, takeover: Takeover, request: Request, body: _Body) -> None:
+    async def _prepare_takeover(self, request: Request, body: _Body) -> bytes | None:
+        """End HTTP on this connection; the bytes read past the request, or ``None``
+        when the request could not be completed (answered with 413)."""
         # The request (and any body) must be complete so that h11's buffer holds
         # exactly the bytes sent after it.
         if not body.done and not await self._drain(body):
             await self._send_error(413, "Request body too large before a takeover")
-            return
+            return None
         body.owner = None
         # HTTP timeouts end here: the takeover owns the connection from now on.
         self._watchdog_scope.cancel()
         prefetched, _ = self.h11.trailing_data
-        stream = self.stream
-        try:
-            await takeover.take_over(stream, bytes(prefetched), request)
-        except Exception:
-            logger.exception("takeover for %s %s failed", request.method, request.target)
-        finally:
-            await trio.aclose_forcefully(stream)
+        return bytes(prefetched)
 
     def _log_access(self, request: Request, status: int, size: int, started: float) -> None:
         client = self.conn.client
