@@ -276,3 +276,45 @@ async def test_large_compressed_messages_through_an_accelerated_server(
             assert got == data
             await server.send(got)
             assert await client.receive() == data
+
+
+async def test_client_frames_masked_in_c_are_read_exactly_by_a_plain_wsproto_server() -> None:
+    """Every length class (7-bit, 16-bit, 64-bit), text and binary: the frames our
+    client builds itself carry the mask bit, a fresh key each, and the payload
+    wsproto's own (unaccelerated) server decodes back."""
+    from trio_upgrade.ws._session import _MASK
+
+    if not EXTENSION_SKIPPED:
+        assert _MASK is not None, "clients should mask through the C extension here"
+    rng = random.Random(7)
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20]
+    messages: list[str | bytes] = [rng.randbytes(n) for n in sizes]
+    messages += ["é" * 70_000, "plain"]
+    left, right = trio.testing.memory_stream_pair()
+    server = Connection(ConnectionType.SERVER)  # not accelerated
+    received: list[str | bytes] = []
+    async with websocket_session(right, config=BIG, client=True) as client:
+        for message in messages:
+            await client.send(message)
+            parts: list[str | bytes] = []
+            while True:
+                server.receive_data(await left.receive_some(1 << 20))
+                done = False
+                for event in server.events():
+                    parts.append(event.data)  # type: ignore[attr-defined]
+                    done = event.message_finished  # type: ignore[attr-defined]
+                if done:
+                    break
+            received.append("".join(parts) if isinstance(message, str) else b"".join(parts))  # type: ignore[arg-type]
+        # The same payload twice: two frames, two keys (RFC 6455 §5.3).
+        await client.send(b"same")
+        await client.send(b"same")
+        raw = b""
+        while len(raw) < 20:
+            raw += await left.receive_some(20 - len(raw))
+        await client.aclose()
+    assert received == messages
+    first, second = raw[:10], raw[10:]
+    assert first[:2] == second[:2] == b"\x82\x84"
+    assert first[2:6] != second[2:6]
+    assert reference(first[6:], first[2:6]) == reference(second[6:], second[2:6]) == b"same"

@@ -23,12 +23,13 @@ before the import turns it off, as it makes ``setup.py`` skip building it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionType
 
-__all__ = ["ACTIVE", "accelerate"]
+__all__ = ["ACTIVE", "MASK", "accelerate"]
 
 
 def _build() -> type[Any] | None:
@@ -109,6 +110,21 @@ _BASE: type[Any] | None = _DECODER.__mro__[1] if _DECODER is not None else None
 
 #: True when received frames are unmasked by the C extension in this process.
 ACTIVE: bool = _DECODER is not None
+
+
+def _mask_function() -> Callable[[bytes, bytes], bytes] | None:
+    if os.environ.get("TRIO_UPGRADE_NO_EXTENSIONS"):
+        return None
+    try:
+        from ._speedups import mask
+    except ImportError:
+        return None
+    return mask
+
+
+#: ``MASK(payload, key)``: the C routine that masks a whole payload (a client's
+#: outgoing frames), or None when the extension is not built or turned off.
+MASK: Callable[[bytes, bytes], bytes] | None = _mask_function()
 
 
 def accelerate(conn: WSConnection) -> None:

@@ -48,6 +48,7 @@ from wsproto.extensions import Extension
 from ..core import Shutdown, current_connection
 from ._config import WebSocketConfig
 from ._errors import ConnectionClosed, closed_error
+from ._fastmask import MASK as _MASK
 from ._fastmask import accelerate
 from ._keeper import schedule_keepalive, unwatch_drain, watch_drain
 from ._request import HandshakeRequest
@@ -96,6 +97,25 @@ def _long_header(first: int, n: int) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", first, 126, n)
     return struct.pack("!BBQ", first, 127, n)
+
+
+def _queue_masked(send_in: trio.MemorySendChannel[bytes], first: int, payload: bytes) -> int:
+    """Queue a client's frame: header, a fresh masking key, the masked payload.
+
+    RFC 6455 §5.3: every client frame is masked with a new key from a strong
+    source of entropy. Returns the bytes queued.
+    """
+    assert _MASK is not None
+    n = len(payload)
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", first, 0xFE, n)
+    else:
+        head = struct.pack("!BBQ", first, 0xFF, n)
+    key = os.urandom(4)
+    send_in.send_nowait(head + key + _MASK(payload, key))
+    return len(head) + 4 + n
 
 
 def _join(pieces: list[str | bytes]) -> str | bytes:
@@ -190,9 +210,10 @@ class WebSocket:
         # the extension objects wait here until then.
         self._conn: WSConnection | None = None
         self._extension_objects = list(extensions)
-        # Complete messages may bypass wsproto's serializer: server side (no
-        # masking) and no extension that rewrites frames.
-        self._plain = not client and not extensions
+        # Complete messages may bypass wsproto's serializer when no extension
+        # rewrites frames: always on a server (no masking), on a client when
+        # the C extension can mask them.
+        self._plain = not extensions and (not client or _MASK is not None)
         if prefetched:
             self._make_conn().receive_data(prefetched)
         # The receive channel, made with the first message (see _channel()).
@@ -491,8 +512,8 @@ class WebSocket:
                 await self._send_frame(message, True)
             return
         if self._plain and self._close_code is None:
-            # A server frame without extensions is a header and the payload
-            # (RFC 6455 §5.2, unmasked): build it here, sparing wsproto's copies.
+            # A frame without extensions is a header and the payload (RFC 6455
+            # §5.2; masked on a client): build it here, sparing wsproto's copies.
             kind = type(message)
             if kind is bytes:
                 payload: bytes = message  # type: ignore[assignment]
@@ -507,15 +528,18 @@ class WebSocket:
             send_in = self._send_in
             if send_in is None:
                 send_in = self._start_writer()
-            if n < 126:
-                send_in.send_nowait(headers[n] + payload)
-            elif n < _COPY_LIMIT:
-                send_in.send_nowait(_long_header(headers[0][0], n) + payload)
+            if self._client:
+                self._pending += _queue_masked(send_in, headers[0][0], payload)
             else:
-                # Big payloads travel as they are; the writer joins or sends them.
-                send_in.send_nowait(_long_header(headers[0][0], n))
-                send_in.send_nowait(payload)
-            self._pending += n + (2 if n < 126 else 4 if n < 65536 else 10)
+                if n < 126:
+                    send_in.send_nowait(headers[n] + payload)
+                elif n < _COPY_LIMIT:
+                    send_in.send_nowait(_long_header(headers[0][0], n) + payload)
+                else:
+                    # Big payloads travel as they are; the writer joins or sends them.
+                    send_in.send_nowait(_long_header(headers[0][0], n))
+                    send_in.send_nowait(payload)
+                self._pending += n + (2 if n < 126 else 4 if n < 65536 else 10)
             if self._pending > self._config.send_buffer:
                 await self._wait_drained()
             return
