@@ -88,10 +88,12 @@ async def test_echo_over_a_unix_socket(tmp_path: Path) -> None:
         assert await ws.receive() == b"unix"
 
 
-async def test_echo_over_tls(ws_server_ssl: ssl.SSLContext, ws_client_ssl: ssl.SSLContext) -> None:
-    async with running(echo, "127.0.0.1:0", ssl_context=ws_server_ssl) as server:
+async def test_echo_over_tls(
+    server_ssl_context: ssl.SSLContext, client_ssl_context: ssl.SSLContext
+) -> None:
+    async with running(echo, "127.0.0.1:0", ssl_context=server_ssl_context) as server:
         url = url_of(server, scheme="wss").replace("127.0.0.1", "localhost")
-        async with open_websocket(url, ssl_context=ws_client_ssl) as ws:
+        async with open_websocket(url, ssl_context=client_ssl_context) as ws:
             await ws.send("secret")
             assert await ws.receive() == "secret"
 
