@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine
 from email.utils import formatdate
 from typing import Any, final
 
@@ -82,23 +82,6 @@ def _http_date() -> bytes:
     if _date_cache[0] != now:
         _date_cache = (now, formatdate(now, usegmt=True).encode("ascii"))
     return _date_cache[1]
-
-
-def _tokens(value: bytes) -> list[bytes]:
-    """The comma-separated tokens of a list-valued header, lower-cased."""
-    return [token.strip() for token in value.lower().split(b",")]
-
-
-def _asks_to_close(raw: Sequence[tuple[bytes, bytes]]) -> bool:
-    """Whether request headers hold ``Connection: close`` (RFC 9112 §9.6)."""
-    # Iterating h11's own header sequence goes through a Python __getitem__
-    # per field; its raw_items() list is several times faster (names as sent).
-    raw_items = getattr(raw, "raw_items", None)
-    fields: Iterable[tuple[bytes, bytes]] = raw if raw_items is None else raw_items()
-    for name, value in fields:
-        if len(name) == 10 and name.lower() == b"connection" and b"close" in _tokens(value):
-            return True
-    return False
 
 
 def _deadline(timeout: float | None) -> float:
@@ -422,9 +405,7 @@ class _HTTPConnection:
             and 200 <= status <= 999
             and status not in _NO_BODY_STATUSES
         ):
-            return await self._send_plain(
-                request, status, headers, body, head_only, close, length is None
-            )
+            return await self._send_plain(status, headers, body, head_only, close, length is None)
         if close:
             headers.append((b"connection", b"close"))
         if isinstance(body, (bytes, bytearray, memoryview)):
@@ -470,7 +451,6 @@ class _HTTPConnection:
 
     async def _send_plain(
         self,
-        request: Request,
         status: int,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
@@ -484,18 +464,13 @@ class _HTTPConnection:
         known length, no framing headers from the handler) needs none of h11's
         response machinery, which costs more than all the rest of a request:
         two validations of every header, the state machine, the writers. The
-        head is the one h11 would write (RFC 9112 §4 and §5), the headers were
-        checked by the caller, and the keep-alive decision is h11's
-        (RFC 9112 §9.3): ``Connection: close`` from the client, or a client
-        older than HTTP/1.1, ends the connection after this response.
+        head is the one h11 would write (RFC 9112 §4 and §5) and the headers were
+        checked by the caller. The keep-alive decision is h11's (RFC 9112
+        §9.3): a request with ``Connection: close``, or from a client older
+        than HTTP/1.1, leaves h11 in MUST_CLOSE rather than DONE, so it never
+        comes here; only the server's own reasons (*close*) end the connection.
         """
         h = self.h11
-        if not close:
-            version = h.their_http_version
-            if version is None or version < b"1.1":
-                close = True
-            else:
-                close = _asks_to_close(request.headers.raw)
         if add_length:
             headers.append((b"content-length", b"%d" % len(body)))
         if close:
