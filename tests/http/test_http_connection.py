@@ -34,6 +34,7 @@ from trio_upgrade.http import (
     RequestTimeout,
     Response,
     Router,
+    reason_phrase,
 )
 
 MockClock = trio.testing.MockClock
@@ -1039,3 +1040,48 @@ async def test_a_content_length_set_by_the_handler_must_match_the_body(
             assert response.body == expect[1]
             assert len(response.headers.get_all("content-length")) == len(set(fields))
             assert not client.finished.is_set()
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "fields", "body"),
+    [
+        ("GET", 200, [(b"content-type", b"text/plain")], b"hello"),
+        (
+            "GET",
+            201,
+            [(b"X-Mixed-Case", b"v"), (b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")],
+            b"",
+        ),
+        ("GET", 404, [(b"x-obs", b"caf\xe9 au lait")], b"x" * 100_000),
+        ("HEAD", 200, [(b"content-type", b"text/html")], b"<p>hi</p>"),
+        ("GET", 599, [], b"unknown status"),
+    ],
+)
+async def test_a_directly_written_response_is_byte_for_byte_what_h11_writes(
+    method: str, status: int, fields: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    async def app(request: Request) -> Response:
+        return Response(body, status=status, headers=Headers.from_raw(list(fields)))
+
+    config = HTTPConfig(date_header=False, server_header=None)
+    async with open_memory_connection(app, config=config) as client:
+        await client.send(f"{method} / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        await client.stream.send_eof()
+        wire = await receive_until_eof(client.stream)
+
+    h = h11.Connection(h11.SERVER)
+    h.receive_data(f"{method} / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    h.next_event()
+    h.next_event()
+    expected = h.send(
+        h11.Response(
+            status_code=status,
+            headers=[*fields, (b"content-length", b"%d" % len(body))],
+            reason=reason_phrase(status).encode(),
+        )
+    )
+    assert expected is not None
+    if method != "HEAD":
+        expected += h.send(h11.Data(data=body)) or b""
+    expected += h.send(h11.EndOfMessage()) or b""
+    assert wire == expected
