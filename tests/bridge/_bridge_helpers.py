@@ -18,17 +18,15 @@ from typing import Any
 
 import trio
 import trio.testing
+from _wire import RawResponse, ResponseReader, serve_in_memory
 from websockets.trio.client import connect as websockets_connect
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import CloseConnection, Event, Message, Ping, TextMessage
 
 from trio_upgrade.core import Connection, Server, Shutdown
-from trio_upgrade.http import Handler, Headers, HTTPConfig, serve, serve_http_connection
+from trio_upgrade.http import Handler, HTTPConfig, serve
 from trio_upgrade.ws import WebSocketConfig, accept_key
-
-CLIENT = ("127.0.0.1", 40000)
-SERVER = ("127.0.0.1", 8000)
 
 QUIET = WebSocketConfig(ping_interval=None, compression=None)
 """No keepalive and no compression: the tests see only their own frames."""
@@ -70,68 +68,15 @@ def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
-@dataclass
-class RawResponse:
-    """One response as read off the wire."""
-
-    status: int
-    reason: bytes
-    headers: Headers
-    body: bytes
-    head: bytes
-
-
-class Reader:
+class Reader(ResponseReader):
     """Reads responses and then WebSocket frames from a stream, keeping leftovers.
 
     Independent of h11 on purpose: the tests check what the server put on the wire.
     """
 
     def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
+        super().__init__(stream)
         self.ws: WSConnection | None = None
-
-    async def _fill(self) -> bool:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            return False
-        self.buffer += data
-        return True
-
-    async def read_until(self, marker: bytes) -> bytes:
-        while (index := self.buffer.find(marker)) < 0:
-            if not await self._fill():
-                raise EOFError(f"EOF before {marker!r}; have {bytes(self.buffer)!r}")
-        data = bytes(self.buffer[: index + len(marker)])
-        del self.buffer[: index + len(marker)]
-        return data
-
-    async def read_response(self, *, head_request: bool = False) -> RawResponse:
-        head = await self.read_until(b"\r\n\r\n")
-        lines = head[:-4].split(b"\r\n")
-        _, status, reason = [*lines[0].split(b" ", 2), b""][:3]
-        pairs = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            pairs.append((name.strip(), value.strip()))
-        headers = Headers(pairs)
-        body = b""
-        code = int(status)
-        if code != 101 and not head_request and "content-length" in headers:
-            size = int(headers["content-length"])
-            while len(self.buffer) < size:
-                if not await self._fill():
-                    raise EOFError("EOF inside a response body")
-            body = bytes(self.buffer[:size])
-            del self.buffer[:size]
-        return RawResponse(code, reason, headers, body, head)
-
-    async def at_eof(self) -> bool:
-        """True if the peer closed with nothing more to read."""
-        if self.buffer:
-            return False
-        return not await self._fill()
 
     async def next_event(self) -> Event:
         """The next WebSocket event from the server (after a 101)."""
@@ -207,28 +152,8 @@ async def open_memory_connection(
 ) -> AsyncIterator[MemoryClient]:
     """Serve *app* on one in-memory connection as :class:`trio_upgrade.core.Server`
     would: a per-connection nursery, the stream closed when the HTTP loop returns."""
-    client_stream, server_stream = trio.testing.memory_stream_pair()
-    finished = trio.Event()
-
-    async def run(task_status: trio.TaskStatus[Connection]) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                conn = Connection(
-                    server_stream, nursery, client=CLIENT, server=SERVER, shutdown=shutdown
-                )
-                task_status.started(conn)
-                await serve_http_connection(conn, app, config)
-        finally:
-            await trio.aclose_forcefully(server_stream)
-            finished.set()
-
-    async with trio.open_nursery() as nursery:
-        conn: Connection = await nursery.start(run)
-        client = MemoryClient(client_stream, Reader(client_stream), conn, finished)
-        try:
-            yield client
-        finally:
-            await trio.aclose_forcefully(client_stream)
+    async with serve_in_memory(app, config, shutdown=shutdown) as (stream, conn, finished):
+        yield MemoryClient(stream, Reader(stream), conn, finished)
 
 
 async def open_ws(client: MemoryClient, path: str = "/ws", headers: str = "") -> RawResponse:

@@ -1,4 +1,4 @@
-"""Test doubles for the HTTP tests: an in-memory connection and a raw response reader.
+"""The HTTP tests' test doubles, which live in ``tests/_wire.py`` (shared with the bridge tests).
 
 This directory has no ``__init__.py`` on purpose: as a package it would be
 called ``http`` and shadow the standard library's ``http`` (which httpx
@@ -7,231 +7,24 @@ imports). Its modules are therefore imported by their own names.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from _wire import (
+    CLIENT,
+    SERVER,
+    FailingSendStream,
+    MemoryClient,
+    RawResponse,
+    ResponseReader,
+    open_memory_connection,
+    receive_until_eof,
+)
 
-import trio
-import trio.testing
-
-from trio_upgrade.core import Connection, Shutdown
-from trio_upgrade.http import Handler, Headers, HTTPConfig, serve_http_connection
-
-CLIENT = ("127.0.0.1", 40000)
-SERVER = ("127.0.0.1", 8000)
-
-
-@dataclass
-class RawResponse:
-    """One response as read off the wire."""
-
-    http_version: bytes
-    status: int
-    reason: bytes
-    headers: Headers
-    body: bytes
-    # Raw head, for asserting exact framing.
-    head: bytes = b""
-    # Whether the body was framed with chunked transfer coding.
-    chunked: bool = False
-    trailers: list[bytes] = field(default_factory=list)
-
-
-class ResponseReader:
-    """Parses responses from a byte stream, keeping leftover bytes between them.
-
-    Independent of h11 on purpose: the tests check what the server put on the
-    wire, so the parser must not share h11's assumptions.
-    """
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-        self.eof = False
-
-    async def _fill(self) -> bool:
-        if self.eof:
-            return False
-        data = await self.stream.receive_some(65536)
-        if not data:
-            self.eof = True
-            return False
-        self.buffer += data
-        return True
-
-    async def read_until(self, marker: bytes) -> bytes:
-        while (index := self.buffer.find(marker)) < 0:
-            if not await self._fill():
-                raise EOFError(f"EOF before {marker!r}; have {bytes(self.buffer)!r}")
-        data = bytes(self.buffer[: index + len(marker)])
-        del self.buffer[: index + len(marker)]
-        return data
-
-    async def read_exactly(self, size: int) -> bytes:
-        while len(self.buffer) < size:
-            if not await self._fill():
-                raise EOFError(f"EOF after {len(self.buffer)} of {size} bytes")
-        data = bytes(self.buffer[:size])
-        del self.buffer[:size]
-        return data
-
-    async def read_to_eof(self) -> bytes:
-        while await self._fill():
-            pass
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        return data
-
-    async def at_eof(self) -> bool:
-        """True if the peer closed with nothing more to read."""
-        if self.buffer:
-            return False
-        return not await self._fill()
-
-    async def read_head(self) -> RawResponse:
-        head = await self.read_until(b"\r\n\r\n")
-        lines = head[:-4].split(b"\r\n")
-        version, status, reason = [*lines[0].split(b" ", 2), b""][:3]
-        pairs: list[tuple[bytes, bytes]] = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            pairs.append((name.strip(), value.strip()))
-        headers = Headers(pairs)
-        return RawResponse(version, int(status), reason, headers, b"", head)
-
-    async def read_response(self, *, head_request: bool = False) -> RawResponse:
-        """The next final response (1xx responses are returned separately, as themselves)."""
-        response = await self.read_head()
-        headers = response.headers
-        if head_request or 100 <= response.status < 200 or response.status in (204, 304):
-            return response
-        if "chunked" in headers.get_tokens("transfer-encoding"):
-            response.chunked = True
-            body = bytearray()
-            while True:
-                size_line = await self.read_until(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
-                if size == 0:
-                    while (line := await self.read_until(b"\r\n")) != b"\r\n":
-                        response.trailers.append(line)
-                    break
-                body += await self.read_exactly(size)
-                assert await self.read_exactly(2) == b"\r\n"
-            response.body = bytes(body)
-        elif "content-length" in headers:
-            response.body = await self.read_exactly(int(headers["content-length"]))
-        else:
-            response.body = await self.read_to_eof()
-        return response
-
-
-@dataclass
-class MemoryClient:
-    """The client end of an in-memory connection served by :func:`serve_http_connection`."""
-
-    stream: trio.abc.HalfCloseableStream
-    reader: ResponseReader
-    conn: Connection
-    # Set when serve_http_connection has returned (and the server closed its end).
-    finished: trio.Event
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def request(
-        self, method: str = "GET", target: str = "/", headers: str = "", body: bytes = b""
-    ) -> RawResponse:
-        """Send one HTTP/1.1 request (with Host and, when there is a body, Content-Length)."""
-        length = f"Content-Length: {len(body)}\r\n" if body else ""
-        head = f"{method} {target} HTTP/1.1\r\nHost: test\r\n{length}{headers}\r\n"
-        await self.send(head.encode() + body)
-        return await self.reader.read_response(head_request=method == "HEAD")
-
-    async def read_response(self, *, head_request: bool = False) -> RawResponse:
-        return await self.reader.read_response(head_request=head_request)
-
-    async def assert_closed(self) -> None:
-        """The server closed the connection without sending anything more."""
-        assert await self.reader.at_eof(), f"unexpected bytes {bytes(self.reader.buffer)!r}"
-        await self.finished.wait()
-
-
-@asynccontextmanager
-async def open_memory_connection(
-    app: Handler,
-    config: HTTPConfig | None = None,
-    *,
-    shutdown: Shutdown | None = None,
-    tls: bool = False,
-    lockstep: bool = False,
-    wrap: Callable[[trio.abc.Stream], trio.abc.Stream] | None = None,
-) -> AsyncIterator[MemoryClient]:
-    """Serve *app* on one in-memory connection, as :class:`trio_upgrade.core.Server`
-    would: a per-connection nursery, the stream closed when the loop returns.
-
-    *wrap* replaces the server's end of the stream (to inject failures)."""
-    client_stream: trio.abc.HalfCloseableStream
-    server_stream: trio.abc.HalfCloseableStream
-    if lockstep:
-        client_stream, server_stream = trio.testing.lockstep_stream_pair()
-    else:
-        client_stream, server_stream = trio.testing.memory_stream_pair()
-    finished = trio.Event()
-
-    async def serve(task_status: trio.TaskStatus[Connection]) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                conn = Connection(
-                    server_stream if wrap is None else wrap(server_stream),
-                    nursery,
-                    client=CLIENT,
-                    server=SERVER,
-                    tls=tls,
-                    shutdown=shutdown,
-                )
-                task_status.started(conn)
-                await serve_http_connection(conn, app, config)
-        finally:
-            await trio.aclose_forcefully(server_stream)
-            finished.set()
-
-    async with trio.open_nursery() as nursery:
-        conn: Connection = await nursery.start(serve)
-        client = MemoryClient(client_stream, ResponseReader(client_stream), conn, finished)
-        try:
-            yield client
-        finally:
-            await trio.aclose_forcefully(client_stream)
-
-
-class FailingSendStream(trio.abc.Stream):
-    """Passes everything through, except that send number *fail_at* (1-based) raises
-    :class:`trio.BrokenResourceError`. Every send attempt is recorded."""
-
-    def __init__(self, stream: trio.abc.Stream, fail_at: int) -> None:
-        self.stream = stream
-        self.fail_at = fail_at
-        self.sends: list[bytes] = []
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        self.sends.append(bytes(data))
-        if len(self.sends) == self.fail_at:
-            await trio.lowlevel.checkpoint()
-            raise trio.BrokenResourceError("injected failure")
-        await self.stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.stream.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
-async def receive_until_eof(stream: trio.abc.ReceiveStream) -> bytes:
-    data = bytearray()
-    while chunk := await stream.receive_some(65536):
-        data += chunk
-    return bytes(data)
+__all__ = [
+    "CLIENT",
+    "SERVER",
+    "FailingSendStream",
+    "MemoryClient",
+    "RawResponse",
+    "ResponseReader",
+    "open_memory_connection",
+    "receive_until_eof",
+]
