@@ -367,7 +367,7 @@ class _HTTPConnection:
         # One pass over the handler's headers: what it set itself, we don't add
         # (a proxied response keeps its backend's Date and Server). The names
         # and values are checked here, whichever way the response goes out.
-        has_length = has_date = has_server = False
+        has_date = has_server = False
         framing = False
         length: bytes | None = None
         for name, value in raw:
@@ -376,9 +376,8 @@ class _HTTPConnection:
             if name == b"content-length":
                 # One that matches a bytes body (a proxied response's) is ours
                 # to write; any other is h11's to judge.
-                if has_length:
+                if length is not None:
                     framing = True  # Several: h11 judges them.
-                has_length = True
                 length = value
             elif name == b"date":
                 has_date = True
@@ -409,7 +408,7 @@ class _HTTPConnection:
         if close:
             headers.append((b"connection", b"close"))
         if isinstance(body, (bytes, bytearray, memoryview)):
-            if status not in _NO_BODY_STATUSES and not has_length:
+            if status not in _NO_BODY_STATUSES and length is None:
                 headers.append((b"content-length", str(len(body)).encode("ascii")))
             head = h.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
             assert head is not None
