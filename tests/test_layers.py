@@ -1,4 +1,4 @@
-"""The import rules of DESIGN.md ("Layers"), checked by reading every module's imports."""
+"""The import rules of docs/architecture.md ("Layers"), checked by reading the imports."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trio_upgrade"
 # For each layer: the trio_upgrade layers and the third-party distributions it may import.
 # The standard library is always allowed.
 ALLOWED: dict[str, tuple[set[str], set[str]]] = {
-    "core": (set(), {"trio"}),
-    "http": ({"core"}, {"trio", "h11"}),
-    "ws": ({"core"}, {"trio", "wsproto"}),
-    "bridge": ({"core", "http", "ws"}, {"trio", "h11", "wsproto"}),
-    "proxy": ({"core", "http"}, {"trio", "h11"}),
+    # The sans-I/O wire formats: no trio, no wsproto; importable by every layer.
+    "_wire": (set(), {"h11"}),
+    "core": ({"_wire"}, {"trio"}),
+    "http": ({"_wire", "core"}, {"trio", "h11"}),
+    # h11 only through _wire's head parsing; wsproto for framing.
+    "ws": ({"_wire", "core"}, {"trio", "wsproto"}),
+    "bridge": ({"_wire", "core", "http", "ws"}, {"trio", "h11", "wsproto"}),
+    "proxy": ({"_wire", "core", "http"}, {"trio", "h11"}),
     "testing": ({"core", "http", "ws", "bridge", "proxy"}, {"trio", "h11", "pytest"}),
     "cli": ({"core", "http", "ws", "bridge", "proxy"}, {"trio"}),
 }
@@ -103,6 +106,12 @@ def test_every_module_respects_its_layer() -> None:
         ("proxy", "from ..bridge import App\n", True),
         ("testing", "from ..http._connection import serve_connection\n", True),
         ("testing", "from ..http import Request\n", False),
+        ("_wire", "import trio\n", True),
+        ("_wire", "import wsproto\n", True),
+        ("_wire", "from ..core import Server\n", True),
+        ("_wire", "import h11\n", False),
+        ("http", "from .._wire import response_head\n", False),
+        ("testing", "from .._wire import response_head\n", True),
     ],
 )
 def test_checker_catches_forbidden_imports(
@@ -115,3 +124,33 @@ def test_checker_catches_forbidden_imports(
     module.write_text(source)
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     assert bool(_violations(module)) is bad
+
+
+@pytest.mark.parametrize(
+    ("module", "absent"),
+    [
+        ("trio_upgrade", {"wsproto", "h11", "trio_upgrade.http", "trio_upgrade.ws"}),
+        ("trio_upgrade._wire", {"trio", "wsproto"}),
+        ("trio_upgrade.core", {"wsproto", "h11", "trio_upgrade.http", "trio_upgrade.ws"}),
+        ("trio_upgrade.http", {"wsproto", "trio_upgrade.ws", "trio_upgrade.bridge"}),
+        ("trio_upgrade.ws", {"trio_upgrade.http", "trio_upgrade.bridge"}),
+        ("trio_upgrade.proxy", {"wsproto", "trio_upgrade.ws", "trio_upgrade.bridge"}),
+    ],
+)
+def test_importing_a_layer_loads_only_what_it_needs(module: str, absent: set[str]) -> None:
+    """HTTP users do not pay for WebSocket: the top-level package re-exports lazily."""
+    import subprocess
+
+    code = f"import sys, {module}; print(sorted(m for m in {sorted(absent)!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_lazy_exports_resolve() -> None:
+    import trio_upgrade
+
+    for name in trio_upgrade.__all__:
+        assert getattr(trio_upgrade, name) is not None
+    assert set(trio_upgrade.__all__) <= set(dir(trio_upgrade))
+    with pytest.raises(AttributeError):
+        _ = trio_upgrade.nothing_here  # type: ignore[attr-defined]
