@@ -23,6 +23,7 @@ EVERYDAY = {
     "Server",
     "ServerWebSocket",
     "Takeover",
+    "TrioUpgradeError",
     "WebSocket",
     "WebSocketConfig",
     "WebSocketRouter",
