@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -20,20 +19,10 @@ import pytest
 import trio
 import trio.testing
 from _http_helpers import ResponseReader
+from _wire import has_ipv6_loopback
 
 from trio_upgrade.core import Connection, PrefixedStream, Server, current_connection
 from trio_upgrade.http import HTTPConfig, Request, Response, Router, Takeover, serve
-
-
-def has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @asynccontextmanager

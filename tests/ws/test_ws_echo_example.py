@@ -3,7 +3,6 @@ not string prefixes), and Ctrl+C."""
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from _wire import read_output_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.trio.client import connect
 
@@ -27,18 +27,6 @@ FOREIGN = [
 LOCAL = ["http://localhost:8000", "http://127.0.0.1", "https://[::1]:3000"]
 
 
-async def read_until(
-    stream: trio.abc.ReceiveStream, pattern: str, seen: list[str]
-) -> re.Match[str]:
-    with trio.fail_after(30):  # hang guard: the child starts in well under a second
-        while (found := re.search(pattern, "".join(seen))) is None:
-            data = await stream.receive_some()
-            if not data:
-                raise AssertionError(f"EOF before {pattern!r}; output:\n{''.join(seen)}")
-            seen.append(data.decode())
-    return found
-
-
 async def test_ws_echo_refuses_foreign_origins_and_echoes_for_local_ones() -> None:
     process = await trio.lowlevel.open_process(
         [sys.executable, str(EXAMPLE), "127.0.0.1:0"],
@@ -48,7 +36,9 @@ async def test_ws_echo_refuses_foreign_origins_and_echoes_for_local_ones() -> No
     try:
         assert process.stdout is not None
         output: list[str] = []
-        found = await read_until(process.stdout, r"listening on \('127\.0\.0\.1', (\d+)\)", output)
+        found = await read_output_until(
+            process.stdout, r"listening on \('127\.0\.0\.1', (\d+)\)", output
+        )
         url = f"ws://127.0.0.1:{found.group(1)}/"
 
         for origin in FOREIGN:
