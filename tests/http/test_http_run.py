@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from _http_helpers import ResponseReader
+from _http_helpers import ResponseReader, receive_until_eof
 
 APP = textwrap.dedent(
     """
@@ -53,8 +53,7 @@ class LineReader:
         return found
 
     async def read_rest(self) -> str:
-        while data := await self.stream.receive_some():
-            self.text += data.decode()
+        self.text += (await receive_until_eof(self.stream)).decode()
         return self.text
 
 
