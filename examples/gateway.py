@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import trio
 
 from trio_upgrade.core import Server, run_until_signal
-from trio_upgrade.http import Request, Response, Router, create_server, serve
+from trio_upgrade.http import HTTPError, Request, Response, Router, create_server, serve
 from trio_upgrade.proxy import Proxy
 from trio_upgrade.ws import WebSocket, serve_websocket
 
@@ -103,7 +103,12 @@ def notes_app() -> Router:
 
     @app.get("/api/count")
     async def count(request: Request) -> Response:
-        to = min(int(request.query.get("to", "10") or 10), 1000)
+        # Bad input gets a clear answer: a 400 saying why, not a 500.
+        try:
+            to = int(request.query.get("to") or "10")
+        except ValueError:
+            raise HTTPError(400, "to must be a whole number") from None
+        to = max(0, min(to, 1000))
 
         async def lines() -> AsyncIterator[bytes]:
             for i in range(1, to + 1):

@@ -3,9 +3,20 @@
     python examples/ws_echo.py                 # ws://127.0.0.1:8765/
     python examples/ws_echo.py 0.0.0.0:9000 unix:/tmp/echo.sock
 
-Clients must ask for the "echo" subprotocol (or none); a request whose Origin
-header is not local is refused with 403 before any WebSocket traffic. Stop with
-Ctrl+C: open sessions are closed with 1001 and given a few seconds to finish.
+Clients must ask for the "echo" subprotocol (or none). A browser page may
+connect only from this machine: an ``Origin`` whose host is not exactly
+``localhost``, ``127.0.0.1`` or ``::1`` (any port) is refused with 403 before
+any WebSocket traffic, and so is a malformed one; clients that send no
+``Origin`` (scripts, ``python -m websockets``) carry no browser cookies and
+are let in. Stop with Ctrl+C: open sessions are closed with 1001 and given a
+few seconds to finish.
+
+The origin is parsed with the library's :func:`~trio_upgrade.bridge.parse_origin`
+and its host compared whole: a prefix test such as
+``origin.startswith("http://localhost")`` would let a page on
+``http://localhost.evil.example`` in. (An :class:`~trio_upgrade.bridge.App`
+has :func:`~trio_upgrade.bridge.check_origin` as WebSocket middleware; a
+standalone server checks in its handshake hook, as here.)
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import sys
 
 import trio
 
+from trio_upgrade.bridge import parse_origin
 from trio_upgrade.core import Server
 from trio_upgrade.ws import (
     Accept,
@@ -26,10 +38,22 @@ from trio_upgrade.ws import (
     serve_websocket,
 )
 
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def origin_allowed(request: HandshakeRequest) -> bool:
+    """No ``Origin`` (not a browser), or exactly one naming a host on this machine."""
+    values = request.get_all("origin")
+    if not values:
+        return True
+    if len(values) > 1:
+        return False
+    origin = parse_origin(values[0])  # None when malformed, including "null"
+    return origin is not None and origin.host in LOCAL_HOSTS
+
 
 async def handshake(request: HandshakeRequest) -> Accept | Reject:
-    origin = request.get("origin")
-    if origin is not None and not origin.startswith(("http://localhost", "http://127.0.0.1")):
+    if not origin_allowed(request):
         return Reject(403, [(b"content-type", b"text/plain")], b"origin not allowed\n")
     return Accept(subprotocol="echo" if "echo" in request.subprotocols else None)
 

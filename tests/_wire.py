@@ -1,11 +1,18 @@
-"""Test doubles shared by the HTTP and bridge tests: an app served on one in-memory
-connection, and a response reader that does not use h11.
+"""Test doubles shared by the test directories, one copy each: an app served on
+one in-memory connection, a response reader that does not use h11, a client's
+WebSocket frame, reading a stream to EOF or a child's output to a pattern, the
+quiet WebSocket config, and whether ``::1`` can be bound.
 
 ``tests`` is on pytest's ``pythonpath``, so this module is imported as ``_wire``.
+A directory's own helper module re-exports what it uses from here.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,6 +22,7 @@ import trio.testing
 
 from trio_upgrade.core import Connection, Shutdown
 from trio_upgrade.http import Handler, Headers, HTTPConfig, serve_http_connection
+from trio_upgrade.ws import WebSocketConfig
 
 CLIENT = ("127.0.0.1", 40000)
 SERVER = ("127.0.0.1", 8000)
@@ -247,7 +255,66 @@ class FailingSendStream(trio.abc.Stream):
 
 
 async def receive_until_eof(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything *stream* delivers until the peer closes it."""
     data = bytearray()
     while chunk := await stream.receive_some(65536):
         data += chunk
     return bytes(data)
+
+
+async def read_output_until(
+    stream: trio.abc.ReceiveStream, pattern: str, seen: list[str]
+) -> re.Match[str]:
+    """Read a child process's output into *seen* until *pattern* matches the whole
+    of it; fail at EOF, showing what was read."""
+    with trio.fail_after(30):  # hang guard: the children start in well under a second
+        while (found := re.search(pattern, "".join(seen))) is None:
+            data = await stream.receive_some()
+            if not data:
+                raise AssertionError(f"EOF before {pattern!r}; output:\n{''.join(seen)}")
+            seen.append(data.decode())
+    return found
+
+
+QUIET = WebSocketConfig(ping_interval=None, compression=None)
+"""No keepalive pings and no compression: a test sees only its own frames, as
+sent. (A test that wants compression on says so with its own config.)"""
+
+
+def frame(
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    mask: bool = True,
+) -> bytes:
+    """One raw WebSocket frame (RFC 6455 §5.2), masked with a fresh key as a client
+    sends it (``mask=False`` for a server's frame, or a client breaking the rule)."""
+    head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    mask_bit = 0x80 if mask else 0
+    n = len(payload)
+    if n < 126:
+        head.append(mask_bit | n)
+    elif n < 65536:
+        head.append(mask_bit | 126)
+        head += struct.pack("!H", n)
+    else:
+        head.append(mask_bit | 127)
+        head += struct.pack("!Q", n)
+    if not mask:
+        return bytes(head) + payload
+    key = os.urandom(4)
+    return bytes(head) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ``::1`` (containers often cannot)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True

@@ -1,4 +1,5 @@
-"""The import rules of docs/architecture.md ("Layers"), checked by reading the imports."""
+"""The import rules of docs/architecture.md ("Layers and import rules"), checked by
+reading the imports."""
 
 from __future__ import annotations
 

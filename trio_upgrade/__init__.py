@@ -3,6 +3,8 @@
 The everyday names are re-exported here; each layer's package
 (:mod:`trio_upgrade.core`, :mod:`trio_upgrade.http`, ...) has the rest.
 
+Every exception the package defines derives from :class:`TrioUpgradeError`.
+
 The re-exports are lazy (PEP 562): ``import trio_upgrade.http`` loads the HTTP
 layer and what it needs, not wsproto, the bridge or the proxy. A name is
 imported from its layer the first time it is looked up here.
@@ -15,7 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .bridge import App, ServerWebSocket, WebSocketRouter, check_origin
-    from .core import Connection, PrefixedStream, Server, current_connection, open_listeners
+    from .core import (
+        Connection,
+        PrefixedStream,
+        Server,
+        TrioUpgradeError,
+        current_connection,
+        open_listeners,
+    )
     from .http import (
         Headers,
         HTTPConfig,
@@ -47,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "Connection": "core",
     "PrefixedStream": "core",
     "Server": "core",
+    "TrioUpgradeError": "core",
     "current_connection": "core",
     "open_listeners": "core",
     "Headers": "http",
@@ -83,6 +93,7 @@ __all__ = [
     "Server",
     "ServerWebSocket",
     "Takeover",
+    "TrioUpgradeError",
     "WebSocket",
     "WebSocketConfig",
     "WebSocketRouter",

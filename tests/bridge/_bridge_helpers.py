@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from _wire import RawResponse, ResponseReader, serve_in_memory
+from _wire import RawResponse, ResponseReader, frame, serve_in_memory
 from websockets.trio.client import connect as websockets_connect
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionType
@@ -26,10 +25,7 @@ from wsproto.events import CloseConnection, Event, Message, Ping, TextMessage
 
 from trio_upgrade.core import Connection, Server, Shutdown
 from trio_upgrade.http import Handler, HTTPConfig, serve
-from trio_upgrade.ws import WebSocketConfig, accept_key
-
-QUIET = WebSocketConfig(ping_interval=None, compression=None)
-"""No keepalive and no compression: the tests see only their own frames."""
+from trio_upgrade.ws import accept_key
 
 KEY = base64.b64encode(b"0123456789abcdef").decode("ascii")
 
@@ -58,14 +54,6 @@ def handshake(
         lines.append(f"Sec-WebSocket-Version: {version}")
     head = "\r\n".join(lines) + "\r\n" + headers + "\r\n"
     return head.encode("latin-1")
-
-
-def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """One client frame (RFC 6455 §5.2, masked as clients must), payload < 126 bytes."""
-    assert len(payload) < 126
-    key = os.urandom(4)
-    head = bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)])
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 class Reader(ResponseReader):
@@ -140,7 +128,7 @@ class MemoryClient:
         await self.finished.wait()
 
     async def send_frame(self, opcode: int, payload: bytes) -> None:
-        await self.send(masked_frame(opcode, payload))
+        await self.send(frame(opcode, payload))
 
 
 @asynccontextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
@@ -12,21 +11,10 @@ import httpx
 import pytest
 import trio
 from _bridge_helpers import ws_connect
+from _wire import read_output_until
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello.py"
-
-
-async def read_until(
-    stream: trio.abc.ReceiveStream, pattern: str, seen: list[str]
-) -> re.Match[str]:
-    with trio.fail_after(30):  # hang guard: the child starts in well under a second
-        while (found := re.search(pattern, "".join(seen))) is None:
-            data = await stream.receive_some()
-            if not data:
-                raise AssertionError(f"EOF before {pattern!r}; output:\n{''.join(seen)}")
-            seen.append(data.decode())
-    return found
 
 
 async def test_hello_serves_the_page_and_echoes_then_stops_on_sigint() -> None:
@@ -38,7 +26,9 @@ async def test_hello_serves_the_page_and_echoes_then_stops_on_sigint() -> None:
     try:
         assert process.stdout is not None
         output: list[str] = []
-        found = await read_until(process.stdout, r"serving on (http://127\.0\.0\.1:(\d+)/)", output)
+        found = await read_output_until(
+            process.stdout, r"serving on (http://127\.0\.0\.1:(\d+)/)", output
+        )
         url, port = found.group(1), found.group(2)
         async with httpx.AsyncClient(trust_env=False) as http:
             page = await http.get(url)

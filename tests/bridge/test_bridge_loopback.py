@@ -10,15 +10,14 @@ import trio
 import trustme
 from _bridge_helpers import (
     KEY,
-    QUIET,
     Reader,
     handshake,
-    masked_frame,
     port_of,
     raw_socket,
     serving,
     ws_connect,
 )
+from _wire import QUIET, frame, receive_until_eof
 from websockets.exceptions import ConnectionClosed as TheirConnectionClosed
 from websockets.exceptions import InvalidStatus
 
@@ -43,14 +42,6 @@ def make_app(config: WebSocketConfig | None = QUIET) -> tuple[App, list[str]]:
             await ws.send(message)
 
     return app, calls
-
-
-async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
-    data = bytearray()
-    with trio.fail_after(10):  # hang guard, not a measurement
-        while chunk := await stream.receive_some(65536):
-            data += chunk
-    return bytes(data)
 
 
 async def test_one_port_serves_a_page_and_a_websocket() -> None:
@@ -120,7 +111,7 @@ async def test_malformed_handshake_is_refused_and_the_connection_closes(case: st
             if status == 426:
                 assert response.headers["sec-websocket-version"] == "13"
                 assert response.headers.get_tokens("upgrade") == ["websocket"]
-            assert await read_to_eof(sock) == bytes(reader.buffer)
+            assert await receive_until_eof(sock) == bytes(reader.buffer)
     assert calls == []
 
 
@@ -131,9 +122,7 @@ async def test_handshake_and_first_frame_in_one_write_reach_the_session() -> Non
         sock = await raw_socket(port_of(server))
         async with sock:
             await sock.send_all(
-                handshake(host="127.0.0.1")
-                + masked_frame(0x1, b"first")
-                + masked_frame(0x2, b"\x01second")
+                handshake(host="127.0.0.1") + frame(0x1, b"first") + frame(0x2, b"\x01second")
             )
             reader = Reader(sock)
             response = await reader.read_response()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from _bridge_helpers import QUIET, port_of, serving, ws_connect
+from _bridge_helpers import port_of, serving, ws_connect
+from _wire import QUIET
 from websockets.exceptions import InvalidStatus
 
 from trio_upgrade.bridge import App, ServerWebSocket, check_origin

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import trio
 from _bridge_helpers import (
-    QUIET,
     handshake,
     open_memory_connection,
     open_ws,
@@ -13,6 +12,7 @@ from _bridge_helpers import (
     serving,
     ws_connect,
 )
+from _wire import QUIET
 from websockets.exceptions import InvalidStatus
 
 from trio_upgrade.bridge import (

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
-from _bridge_helpers import QUIET, handshake, masked_frame, open_memory_connection, open_ws
+from _bridge_helpers import handshake, open_memory_connection, open_ws
+from _wire import QUIET, frame
 from wsproto.events import CloseConnection, Ping
 
 from trio_upgrade.bridge import App, ServerWebSocket, WebSocketRouter
@@ -122,7 +123,7 @@ async def test_upgrade_to_an_http_only_path_gets_404_and_close_without_reaching_
 async def test_unmatched_upgrade_gets_404_and_the_connection_closes_even_with_frames_sent() -> None:
     """A client that already sent frames after its handshake gets the 404, then EOF: no hang."""
     async with open_memory_connection(echo_app()) as client:
-        await client.send(handshake("/nowhere") + masked_frame(OPCODE_TEXT, b"early"))
+        await client.send(handshake("/nowhere") + frame(OPCODE_TEXT, b"early"))
         response = await client.reader.read_response()
         assert response.status == 404
         assert response.body == b"404 Not Found\n"
@@ -339,21 +340,33 @@ async def test_handler_rejects_with_a_response_exactly_as_given() -> None:
         await client.assert_closed()
 
 
-async def test_handler_rejects_with_a_status_and_detail() -> None:
+async def raised(call: Callable[[], Awaitable[object]]) -> type[Exception] | None:
+    """The type of the exception *call* raised, None if it returned. Handlers
+    record this and the test asserts on it after the request: an assertion
+    failing inside a handler would only be logged by the server."""
+    try:
+        await call()
+    except Exception as exc:
+        return type(exc)
+    return None
+
+
+async def test_handler_rejects_with_a_status_and_detail_then_cannot_send() -> None:
     app = App(websocket_config=QUIET)
+    seen: list[object] = []
 
     @app.websocket("/ws")
     async def handler(ws: ServerWebSocket) -> None:
-        assert ws.state == "pending"
+        seen.append(ws.state)
         await ws.reject(409, detail="room is full")
-        assert ws.state == "rejected"
-        with pytest.raises(RuntimeError):
-            await ws.send("too late")
+        seen.append(ws.state)
+        seen.append(await raised(lambda: ws.send("too late")))
 
     async with open_memory_connection(app) as client:
         response = await client.request(handshake())
         assert (response.status, response.body) == (409, b"room is full\n")
-        await client.assert_closed()
+        await client.assert_closed()  # the connection, handler included, is over
+    assert seen == ["pending", "rejected", RuntimeError]
 
 
 async def test_handler_rejects_with_a_streamed_body() -> None:
@@ -481,24 +494,32 @@ async def test_handler_returning_after_accepting_closes_with_1000() -> None:
         assert await client.reader.close_code() == 1000
 
 
-async def test_first_send_accepts_with_the_defaults() -> None:
+async def test_first_send_accepts_with_the_defaults_then_reject_is_refused() -> None:
     app = App(websocket_config=QUIET)
+    seen: list[object] = []
 
     @app.websocket("/ws")
     async def handler(ws: ServerWebSocket) -> None:
-        assert ws.state == "pending"
-        assert ws.close_code is None
-        with pytest.raises(RuntimeError):
+        seen.append((ws.state, ws.close_code))
+        try:
             ws.session  # noqa: B018 - the property raises before accept
+        except RuntimeError:
+            seen.append("no session before accept")
         await ws.send("hi")
-        assert ws.state == "accepted"
-        assert ws.session.subprotocol is None
-        with pytest.raises(RuntimeError):
-            await ws.reject(403)
+        seen.append((ws.state, ws.session.subprotocol))
+        seen.append(await raised(lambda: ws.reject(403)))
 
     async with open_memory_connection(app) as client:
         await open_ws(client)
         assert await client.reader.next_message() == "hi"
+        # The handler returned normally (1000), after recording everything.
+        assert await client.reader.close_code() == 1000
+    assert seen == [
+        ("pending", None),
+        "no session before accept",
+        ("accepted", None),
+        RuntimeError,
+    ]
 
 
 async def test_aclose_before_accepting_rejects_with_403() -> None:
@@ -541,7 +562,7 @@ async def test_peer_closing_ends_the_iteration_and_the_handler_normally() -> Non
 
     async with open_memory_connection(app) as client:
         await open_ws(client)
-        await client.send(masked_frame(0x8, (1000).to_bytes(2, "big")))
+        await client.send(frame(0x8, (1000).to_bytes(2, "big")))
         with trio.fail_after(5):
             await done.wait()
 
@@ -550,9 +571,7 @@ async def test_frames_sent_with_the_handshake_are_the_first_messages() -> None:
     """Bytes in the same write as the request head reach the session, in order."""
     app = echo_app()
     async with open_memory_connection(app) as client:
-        await client.send(
-            handshake() + masked_frame(OPCODE_TEXT, b"one") + masked_frame(OPCODE_TEXT, b"two")
-        )
+        await client.send(handshake() + frame(OPCODE_TEXT, b"one") + frame(OPCODE_TEXT, b"two"))
         response = await client.reader.read_response()
         assert response.status == 101
         assert await client.reader.next_message() == "one"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
-import socket
 from typing import final
 
 import trio
 import trio.testing
+
+# One copy of each, in tests/_wire.py; re-exported for this directory's tests.
+from _wire import has_ipv6_loopback as has_ipv6_loopback
+from _wire import receive_until_eof as receive_until_eof
 
 
 @final
@@ -54,26 +57,6 @@ async def receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
         assert chunk, f"EOF after {bytes(data)!r}"
         data += chunk
     return bytes(data)
-
-
-async def receive_until_eof(stream: trio.abc.ReceiveStream) -> bytes:
-    """Read everything until the peer closes."""
-    data = bytearray()
-    while chunk := await stream.receive_some():
-        data += chunk
-    return bytes(data)
-
-
-def has_ipv6_loopback() -> bool:
-    """Whether this machine can bind ``::1`` (containers often cannot)."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def tcp(address: tuple[str, int] | str) -> tuple[str, int]:

@@ -12,6 +12,7 @@ PROMISED = {
     "PrefixedStream",
     "Server",
     "Shutdown",
+    "TrioUpgradeError",
     "current_connection",
     "listener_address",
     "open_listeners",

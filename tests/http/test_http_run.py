@@ -11,17 +11,15 @@ from pathlib import Path
 
 import pytest
 import trio
-from _http_helpers import ResponseReader
+from _http_helpers import ResponseReader, receive_until_eof
 
 APP = textwrap.dedent(
     """
     import logging
     import sys
 
-    import trio
-
     import trio_upgrade
-    from trio_upgrade import Request, Response, Router
+    from trio_upgrade import Request, Response, Router, current_connection
 
     router = Router()
     log = logging.getLogger("app")
@@ -29,7 +27,9 @@ APP = textwrap.dedent(
     @router.get("/slow")
     async def slow(request: Request) -> Response:
         log.warning("slow request started")
-        await trio.sleep(0.5)
+        # In flight until the signal has started the drain: no race with a timer.
+        await current_connection().shutdown.wait()
+        log.warning("slow request saw the drain")
         return Response.text("slow done")
 
     trio_upgrade.run(router, bind=sys.argv[1])
@@ -53,8 +53,7 @@ class LineReader:
         return found
 
     async def read_rest(self) -> str:
-        while data := await self.stream.receive_some():
-            self.text += data.decode()
+        self.text += (await receive_until_eof(self.stream)).decode()
         return self.text
 
 
@@ -84,6 +83,7 @@ async def test_run_finishes_the_request_in_flight_then_exits_0_on_signal(
         text = await stderr.read_rest()
         assert await process.wait() == 0, text
         assert f"{signum.name} received" in text
+        assert text.index("received: shutting down") < text.index("saw the drain")
         assert "stopped" in text
     finally:
         if process.returncode is None:

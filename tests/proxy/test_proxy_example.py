@@ -42,6 +42,8 @@ async def test_gateway_example_routes_http_and_websocket(
 
         counted = await fetch(address, "GET", "/api/count?to=2")
         assert (counted.body, counted.header(b"transfer-encoding")) == (b"1\n2\n", b"chunked")
+        refused = await fetch(address, "GET", "/api/count?to=many")
+        assert (refused.status, refused.body) == (400, b"to must be a whole number\n")
 
         host, port = address
         async with connect(f"ws://{host}:{port}/echo", proxy=None) as ws:

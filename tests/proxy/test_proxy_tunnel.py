@@ -17,6 +17,7 @@ import trio
 import trio.testing
 from _proxy_env import BackendState, backend_app, start_proxy
 from _proxy_helpers import read_request_head, start_http, start_raw
+from _wire import receive_until_eof
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request as WSRequest
 from websockets.http11 import Response as WSResponse
@@ -256,13 +257,6 @@ async def read_until(stream: trio.abc.ReceiveStream, buffer: bytes, wanted: byte
     return buffer
 
 
-async def read_to_eof(stream: trio.abc.ReceiveStream) -> bytes:
-    data = b""
-    while chunk := await stream.receive_some(65536):
-        data += chunk
-    return data
-
-
 async def test_bytes_sent_with_the_head_are_forwarded_both_ways(
     nursery: trio.Nursery, sock_dir: str
 ) -> None:
@@ -301,7 +295,7 @@ async def test_half_close_is_passed_on(nursery: trio.Nursery, sock_dir: str) -> 
     async def answer_after_eof(stream: trio.SocketStream) -> None:
         await read_request_head(stream)
         await stream.send_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-raw\r\n\r\n")
-        received = await read_to_eof(stream)
+        received = await receive_until_eof(stream)
         await stream.send_all(b"got " + received)
 
     proxy, address = await raw_env(nursery, sock_dir, answer_after_eof)
@@ -313,7 +307,7 @@ async def test_half_close_is_passed_on(nursery: trio.Nursery, sock_dir: str) -> 
             await stream.send_all(b"question")
             await stream.send_eof()
             with trio.fail_after(30):
-                assert await read_to_eof(stream) == b"got question"
+                assert await receive_until_eof(stream) == b"got question"
         await settled(proxy)
 
 
@@ -331,7 +325,7 @@ async def test_backend_dying_mid_tunnel_closes_the_client_side(
         async with stream:
             await stream.send_all(UPGRADE)
             with trio.fail_after(30):  # a hang guard: EOF must come without client action
-                data = await read_to_eof(stream)
+                data = await receive_until_eof(stream)
             assert data.endswith(b"\r\n\r\nbye")
 
 
@@ -343,7 +337,7 @@ async def test_client_leaving_mid_tunnel_closes_the_backend_side(
     async def wait_for_eof(stream: trio.SocketStream) -> None:
         await read_request_head(stream)
         await stream.send_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-raw\r\n\r\n")
-        await read_to_eof(stream)
+        await receive_until_eof(stream)
         ended.set()
 
     proxy, address = await raw_env(nursery, sock_dir, wait_for_eof)
@@ -371,7 +365,7 @@ async def test_non_101_answer_from_an_http_backend_is_relayed_and_closed(
                 b"GET /echo HTTP/1.1\r\nhost: h\r\nconnection: upgrade\r\nupgrade: x-raw\r\n\r\n"
             )
             with trio.fail_after(30):
-                data = await read_to_eof(stream)
+                data = await receive_until_eof(stream)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 200 OK"
@@ -390,7 +384,7 @@ async def test_upgrade_to_an_unreachable_backend_is_502(
         with caplog.at_level(logging.WARNING, logger="trio_upgrade"):
             async with stream:
                 await stream.send_all(UPGRADE)
-                data = await read_to_eof(stream)
+                data = await receive_until_eof(stream)
     assert data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
     assert data.endswith(b"\r\n\r\n502 Bad Gateway\n")
     assert any("upgrade" in r.getMessage() and "502" in r.getMessage() for r in caplog.records)
@@ -409,7 +403,7 @@ async def test_upgrade_to_a_silent_backend_is_504(
         stream = await trio.open_tcp_stream(*address)
         async with stream:
             await stream.send_all(UPGRADE)
-            data = await read_to_eof(stream)
+            data = await receive_until_eof(stream)
     assert data.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
 
 
@@ -429,7 +423,7 @@ async def test_upgrade_request_body_is_forwarded(nursery: trio.Nursery, sock_dir
                 b"content-length: 5\r\n\r\nhello"
             )
             with trio.fail_after(30):
-                data = await read_to_eof(stream)
+                data = await receive_until_eof(stream)
     assert data.startswith(b"HTTP/1.1 101 ")
     assert data.endswith(b"\r\n\r\nhello")
 
@@ -452,7 +446,7 @@ async def test_chunked_refusal_is_relayed_delimited_by_close(
         async with stream:
             await stream.send_all(UPGRADE)
             with trio.fail_after(30):
-                data = await read_to_eof(stream)
+                data = await receive_until_eof(stream)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.split(b"\r\n")[1:] == [b"connection: close"]
     assert body == b"first, then\n"
@@ -468,5 +462,5 @@ async def test_garbage_answer_to_an_upgrade_is_502(nursery: trio.Nursery, sock_d
         stream = await trio.open_tcp_stream(*address)
         async with stream:
             await stream.send_all(UPGRADE)
-            data = await read_to_eof(stream)
+            data = await receive_until_eof(stream)
     assert data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import ssl
 
 import httpx
 import pytest
 import trio
 import trustme
+from _wire import has_ipv6_loopback
 from websockets.trio.client import connect
 
 from trio_upgrade.bridge import App, ServerWebSocket
@@ -83,16 +83,7 @@ async def test_an_error_in_the_block_stops_the_server_and_propagates() -> None:
             raise KeyError("from the test")
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 async def test_live_server_on_ipv6_loopback_brackets_its_urls() -> None:
     async with open_live_server(build_app(), host="::1") as server:
         assert server.url == f"http://[::1]:{server.port}"

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import trio
 import trio.testing
+
+# One copy of each, in tests/_wire.py; re-exported for this directory's tests.
+from _wire import QUIET, frame
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Event
 
 from trio_upgrade.ws import WebSocket, WebSocketConfig, websocket_session
 
-QUIET = WebSocketConfig(ping_interval=None, compression=None)
-"""A config without keepalive or compression, so tests see only their own frames."""
+__all__ = ["QUIET", "RawPeer", "frame", "server_and_raw_peer", "session_pair"]
 
 
 @asynccontextmanager
@@ -35,32 +35,6 @@ async def session_pair(
         websocket_session(right, config=client_config, client=True) as client,
     ):
         yield server, client
-
-
-def frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    mask: bool = True,
-) -> bytes:
-    """One raw frame (RFC 6455 §5.2), masked as a client sends it."""
-    head = bytearray([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    mask_bit = 0x80 if mask else 0
-    n = len(payload)
-    if n < 126:
-        head.append(mask_bit | n)
-    elif n < 65536:
-        head.append(mask_bit | 126)
-        head += struct.pack("!H", n)
-    else:
-        head.append(mask_bit | 127)
-        head += struct.pack("!Q", n)
-    if not mask:
-        return bytes(head) + payload
-    key = os.urandom(4)
-    return bytes(head) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 class RawPeer:

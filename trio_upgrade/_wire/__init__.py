@@ -8,13 +8,16 @@ No trio, no I/O: values in, values out. Imported by ``core``, ``http``, ``ws``,
 - :mod:`._date`: the cached ``Date`` value;
 - :mod:`._framing`: which framing a message has, what is refused, when a
   connection must close, what an intermediary strips (RFC 9112 §6);
-- :mod:`._address`: the address type.
+- :mod:`._address`: the address type;
+- :mod:`._errors`: :class:`TrioUpgradeError`, the root of every exception the
+  package defines, and this layer's errors.
 """
 
 from __future__ import annotations
 
 from ._address import Address, normalize_address
 from ._date import http_date
+from ._errors import TrioUpgradeError
 from ._framing import (
     BodyFraming,
     Framing,
@@ -45,6 +48,7 @@ __all__ = [
     "Framing",
     "FramingError",
     "InvalidField",
+    "TrioUpgradeError",
     "check_field",
     "field_values",
     "forwardable_fields",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ._errors import FramingError
 from ._grammar import FieldList, split_list
 
 __all__ = [
@@ -65,15 +66,6 @@ class BodyFraming:
     close: bool = False
     """Whether the connection must close after this message (its framing
     leaves nothing certain to follow it)."""
-
-
-class FramingError(ValueError):
-    """A message whose framing is faulty or ambiguous; *status* is the answer
-    (400 or 501 for a request, 502 for a response the proxy read)."""
-
-    def __init__(self, detail: str, status: int = 400) -> None:
-        super().__init__(detail)
-        self.status = status
 
 
 _NO_BODY = BodyFraming(Framing.NONE, 0)

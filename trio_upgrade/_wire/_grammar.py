@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from ._errors import InvalidField
+
 __all__ = [
     "TOKEN_CHARS",
     "FieldList",
@@ -35,11 +37,6 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # field-value = *field-content; no leading or trailing whitespace, no CTLs
 # (CR, LF and NUL among them), obs-text allowed (RFC 9110 §5.5).
 _FIELD_VALUE = re.compile(rb"(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?")
-
-
-class InvalidField(ValueError):
-    """A header field that must not be written: a non-token name, or a value with
-    a control character (CR, LF, NUL, ...) or surrounding whitespace."""
 
 
 def is_token(data: bytes) -> bool:

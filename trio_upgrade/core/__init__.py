@@ -13,6 +13,7 @@ from ._binds import (
     open_unix_listener,
     parse_bind,
 )
+from ._errors import TrioUpgradeError
 from ._prefixed import PrefixedStream
 from ._run import run_until_signal
 from ._server import Connection, ConnectionHandler, Server, Shutdown, current_connection
@@ -25,6 +26,7 @@ __all__ = [
     "PrefixedStream",
     "Server",
     "Shutdown",
+    "TrioUpgradeError",
     "current_connection",
     "listener_address",
     "open_listeners",

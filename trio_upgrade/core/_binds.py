@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import trio
 
+from ._errors import BindError
+
 __all__ = [
     "Bind",
     "BindError",
@@ -32,10 +34,6 @@ __all__ = [
 
 # Kernel default on Linux caps this at net.core.somaxconn anyway.
 DEFAULT_BACKLOG = 1024
-
-
-class BindError(ValueError):
-    """A bind string could not be understood."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,12 @@
 
 ::
 
-    HTTPError                 raise from a handler to answer with its status
-    ├── RequestBodyTooLarge   413: the body passed the request's size limit
-    ├── RequestTimeout        408: the client stopped sending the body
-    └── MalformedBody         400: the body is not what the handler asked for (e.g. JSON)
-    ClientDisconnected        the client went away while the body was being read
+    TrioUpgradeError (trio_upgrade._wire)   the root of every exception trio_upgrade defines
+    ├── HTTPError                 raise from a handler to answer with its status
+    │   ├── RequestBodyTooLarge   413: the body passed the request's size limit
+    │   ├── RequestTimeout        408: the client stopped sending the body
+    │   └── MalformedBody         400: the body is not what the handler asked for (e.g. JSON)
+    └── ClientDisconnected        the client went away while the body was being read
 
 A handler that raises :class:`HTTPError` gets a short response with that
 status; any other exception becomes a 500 and is logged.
@@ -15,6 +16,8 @@ status; any other exception becomes a 500 and is logged.
 from __future__ import annotations
 
 from collections.abc import Iterable
+
+from .._wire._errors import TrioUpgradeError
 
 __all__ = [
     "ClientDisconnected",
@@ -25,7 +28,7 @@ __all__ = [
 ]
 
 
-class HTTPError(Exception):
+class HTTPError(TrioUpgradeError):
     """Answer the request with *status*, a short plain-text *detail* and extra *headers*."""
 
     def __init__(
@@ -62,5 +65,5 @@ class MalformedBody(HTTPError):
         super().__init__(400, detail)
 
 
-class ClientDisconnected(Exception):
+class ClientDisconnected(TrioUpgradeError):
     """The client closed the connection before sending the whole request body."""

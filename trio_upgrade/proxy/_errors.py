@@ -2,10 +2,11 @@
 
 ::
 
-    ProxyError               a request could not be forwarded; .status is the answer
-    ├── BackendUnreachable   502: the connection to the backend could not be opened
-    ├── BadBackendResponse   502: the backend closed early or did not speak HTTP/1.1
-    └── BackendTimeout       504: no connection, response head or progress in time
+    TrioUpgradeError (trio_upgrade._wire)   the root of every exception trio_upgrade defines
+    └── ProxyError               a request could not be forwarded; .status is the answer
+        ├── BackendUnreachable   502: the connection to the backend could not be opened
+        ├── BadBackendResponse   502: the backend closed early or did not speak HTTP/1.1
+        └── BackendTimeout       504: no connection, response head or progress in time
 
 Before the backend's response head has been relayed, the client gets a short
 response with :attr:`ProxyError.status`. After it, the error ends the client
@@ -14,10 +15,12 @@ connection (the body cannot be finished honestly) and is logged.
 
 from __future__ import annotations
 
+from .._wire._errors import TrioUpgradeError
+
 __all__ = ["BackendTimeout", "BackendUnreachable", "BadBackendResponse", "ProxyError"]
 
 
-class ProxyError(Exception):
+class ProxyError(TrioUpgradeError):
     """Forwarding failed; the client is answered with :attr:`status`."""
 
     status = 502

@@ -2,12 +2,14 @@
 
 ::
 
-    ConnectionError (builtin)
-    └── ServerDisconnected          the server closed the connection before a complete
-                                    response (or closed a keep-alive connection we reused)
-    HandshakeRejected (trio_upgrade.ws)
-    └── WebSocketRejected(response) the app answered a WebSocket handshake with
-                                    something other than 101; ``response`` is that answer
+    TrioUpgradeError (trio_upgrade.core)   the root of every exception trio_upgrade defines
+    ├── ServerDisconnected (also the builtin ConnectionError)
+    │                                  the server closed the connection before a complete
+    │                                  response (or closed a keep-alive connection we reused)
+    └── ... WebSocketError ─ HandshakeError ─ HandshakeRejected (trio_upgrade.ws)
+            └── WebSocketRejected(response)
+                                       the app answered a WebSocket handshake with
+                                       something other than 101; ``response`` is that answer
 
 An app's own exception (a handler that raised instead of answering) is re-raised
 as itself by the client after the 500 it caused has been received; see
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..core import TrioUpgradeError
 from ..ws import HandshakeRejected
 
 if TYPE_CHECKING:
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["ServerDisconnected", "WebSocketRejected"]
 
 
-class ServerDisconnected(ConnectionError):
+class ServerDisconnected(TrioUpgradeError, ConnectionError):
     """The server closed the connection before the response was complete."""
 
 

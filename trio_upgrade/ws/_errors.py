@@ -2,16 +2,17 @@
 
 ::
 
-    WebSocketError
-    ├── ConnectionClosed(code, reason)      the session is over; sending/receiving is impossible
-    │   ├── ConnectionClosedOK               closed normally: 1000, 1001 (going away),
-    │   │                                    or a Close frame without a code (1005)
-    │   └── ConnectionClosedError            anything else: a protocol error (1002, 1007, 1009 ...),
-    │                                        a keepalive timeout (1011), or an abrupt
-    │                                        disconnect without a Close frame (1006)
-    └── HandshakeError                       the client's opening handshake failed (bad URL,
-        │                                    timeout, malformed or non-conforming response)
-        └── HandshakeRejected(status, headers, body)
+    TrioUpgradeError (trio_upgrade._wire)    the root of every exception trio_upgrade defines
+    └── WebSocketError
+        ├── ConnectionClosed(code, reason)   the session is over; sending/receiving is impossible
+        │   ├── ConnectionClosedOK           closed normally: 1000, 1001 (going away),
+        │   │                                or a Close frame without a code (1005)
+        │   └── ConnectionClosedError        anything else: a protocol error (1002, 1007,
+        │                                    1009 ...), a keepalive timeout (1011), or an
+        │                                    abrupt disconnect without a Close frame (1006)
+        └── HandshakeError                   the client's opening handshake failed (bad URL,
+            │                                timeout, malformed or non-conforming response)
+            └── HandshakeRejected(status, headers, body)
                                              the server answered with something other than 101
 
 Raw trio or wsproto exceptions never escape a session: a broken stream is a
@@ -19,6 +20,8 @@ Raw trio or wsproto exceptions never escape a session: a broken stream is a
 """
 
 from __future__ import annotations
+
+from .._wire._errors import TrioUpgradeError
 
 __all__ = [
     "ConnectionClosed",
@@ -33,7 +36,7 @@ __all__ = [
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 
-class WebSocketError(Exception):
+class WebSocketError(TrioUpgradeError):
     """Base class of every error this layer raises."""
 
 
