@@ -397,18 +397,20 @@ async def test_upgrade_to_an_unreachable_backend_is_502(
 
 
 async def test_upgrade_to_a_silent_backend_is_504(
-    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, sock_dir: str
+    manual_clock: trio.testing.MockClock, nursery: trio.Nursery, sock_dir: str
 ) -> None:
     async def silent(stream: trio.SocketStream) -> None:
         await read_request_head(stream)
         await trio.sleep_forever()
 
     url = await start_raw(nursery, silent, f"{sock_dir}/silent.sock")
-    async with Proxy(url, config=ProxyConfig(response_timeout=10.0), upgrades=("x-raw",)) as proxy:
+    async with Proxy(url, config=ProxyConfig(response_timeout=600.0), upgrades=("x-raw",)) as proxy:
         address = await start_proxy(nursery, proxy)
         stream = await trio.open_tcp_stream(*address)
         async with stream:
             await stream.send_all(UPGRADE)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            manual_clock.jump(601.0)
             data = await read_to_eof(stream)
     assert data.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
 
