@@ -129,7 +129,8 @@ class Tunnel:
             )
         headers = rewrite_response_headers(head.headers, upgrade=True)
         try:
-            out = response_head(101, headers, reason_bytes=bytes(head.reason))
+            # Our own reason phrase, as for every other relayed response.
+            out = response_head(101, headers)
         except ValueError as exc:
             raise BadBackendResponse(f"{conn.backend} sent an invalid 101: {exc}") from None
         trailing, _ = h.trailing_data
@@ -166,7 +167,7 @@ async def _relay_refusal(
         headers.append((b"content-length", b"%d" % (framing.length or 0)))
     headers.append((b"connection", b"close"))
     try:
-        out = response_head(status, headers, reason_bytes=bytes(head.reason))
+        out = response_head(status, headers)
     except ValueError as exc:
         raise BadBackendResponse(f"{conn.backend} sent an invalid head: {exc}") from None
     try:
