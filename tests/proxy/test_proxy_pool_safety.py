@@ -111,3 +111,15 @@ async def test_an_idempotent_request_without_a_body_is_retried_once(
     acted = [head for head in backend.heads if head.startswith(method.encode() + b" /again ")]
     assert len(acted) == 2
     assert len(backend.connections) == 2
+
+
+async def test_a_body_for_an_unreachable_backend_is_502(
+    nursery: trio.Nursery, sock_dir: str
+) -> None:
+    async with Proxy(f"unix:{sock_dir}/missing.sock") as proxy:
+        address = await start_proxy(nursery, proxy)
+        reply = await fetch(address, "POST", "/", body=b"data")
+        chunked = await fetch(
+            address, "POST", "/", headers=[("transfer-encoding", "chunked")], body=b"data"
+        )
+    assert (reply.status, chunked.status) == (502, 502)

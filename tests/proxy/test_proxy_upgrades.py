@@ -142,3 +142,35 @@ def test_upgrade_names_are_tokens(upgrades: tuple[str, ...]) -> None:
 def test_upgrades_is_not_a_bare_string() -> None:
     with pytest.raises(TypeError):
         ProxyRoute("/", Backend.parse("http://127.0.0.1:1"), upgrades="websocket")  # type: ignore[arg-type]
+
+
+async def test_tunnel_heads_are_written_by_the_proxy(nursery: trio.Nursery) -> None:
+    """The 101 and a refusal get the proxy's own status lines (through the one
+    head writer), not the backend's reason phrases."""
+
+    def odd_reasons(conn: int, request: int, head: bytes) -> bytes:
+        if conn == 0:
+            return b"HTTP/1.1 101 Sure Thing\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+        return b"HTTP/1.1 403 Go Away\r\ncontent-length: 2\r\n\r\nno"
+
+    backend = RecordingBackend(odd_reasons)
+    url = await backend.start(nursery)
+    async with Proxy(url) as proxy:
+        address = await start_proxy(nursery, proxy)
+        switched = await exchange(address, WEBSOCKET)
+        refused = await exchange(address, WEBSOCKET, to_eof=True)
+    assert switched.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert refused.startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert refused.endswith(b"\r\n\r\nno")
+
+
+async def test_a_tunnel_error_is_a_complete_response(nursery: trio.Nursery, sock_dir: str) -> None:
+    async with Proxy(f"unix:{sock_dir}/missing.sock") as proxy:
+        address = await start_proxy(nursery, proxy)
+        answer = await exchange(address, WEBSOCKET, to_eof=True)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    fields = dict(fields_of(head))
+    assert head.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert fields[b"content-length"] == b"%d" % len(body)
+    assert fields[b"connection"] == b"close"
+    assert b"date" in fields

@@ -341,20 +341,32 @@ class Proxy:
     async def _forward(
         self, request: Request, backend: Backend, forwarded: h11.Request, has_body: bool
     ) -> Response:
-        pool = self._pool
         first = b""
         chunks: AsyncIterator[bytes] | None = None
-        if has_body:
-            request.max_body_size = self._config.max_body_size
-            chunks = request.body.__aiter__()
-            # The first piece of the body is read before anything is sent: a
-            # body refused at once (malformed chunked framing, a declared length
-            # over the limit, a client gone) never reaches the backend.
-            try:
+        try:
+            if has_body:
+                request.max_body_size = self._config.max_body_size
+                chunks = request.body.__aiter__()
+                # The first piece of the body is read before anything is sent: a
+                # body refused at once (malformed chunked framing, a declared
+                # length over the limit, a client gone) never reaches the backend.
                 first = await _first_chunk(chunks)
-            except BaseException:
+            return await self._forward_on(request, backend, forwarded, chunks, first)
+        finally:
+            if chunks is not None:
+                # Whatever became of the exchange (an unreachable backend
+                # included), the body's iterator ends here.
                 await _close_chunks(chunks)
-                raise
+
+    async def _forward_on(
+        self,
+        request: Request,
+        backend: Backend,
+        forwarded: h11.Request,
+        chunks: AsyncIterator[bytes] | None,
+        first: bytes,
+    ) -> Response:
+        pool = self._pool
         fresh = False
         while True:
             conn = await pool.acquire(backend, fresh=fresh)
