@@ -106,9 +106,9 @@ async def test_a_request_framed_two_ways_never_reaches_the_backend(
     assert backend.connections == []
 
 
-async def test_cl_and_te_together_is_400_from_the_proxy(nursery: trio.Nursery) -> None:
-    """The HTTP server's parser (h11) reads CL+TE by the chunked coding; the
-    proxy refuses it itself: 400 with ``Connection: close``."""
+async def test_cl_and_te_together_is_400_and_closes(nursery: trio.Nursery) -> None:
+    """h11 alone would read CL+TE by the chunked coding; it is refused (by the
+    proxy if the HTTP server let it through): 400 with ``Connection: close``."""
     backend = RecordingBackend(lambda *_: OK)
     proxy, address = await recording_proxy(nursery, backend)
     framing, body = TWO_WAY["cl-then-te"]
@@ -118,6 +118,21 @@ async def test_cl_and_te_together_is_400_from_the_proxy(nursery: trio.Nursery) -
     assert head.startswith(b"HTTP/1.1 400 ")
     assert (b"connection", b"close") in fields_of(head)
     assert answer.count(b"HTTP/1.1") == 1
+    assert backend.connections == []
+
+
+async def test_chunked_in_an_http_10_request_is_400(nursery: trio.Nursery) -> None:
+    """RFC 9112 §6.1: an HTTP/1.0 peer cannot have meant chunked; a backend
+    reading it as 1.0 would take the body for the next request."""
+    backend = RecordingBackend(lambda *_: OK)
+    proxy, address = await recording_proxy(nursery, backend)
+    async with proxy:
+        answer = await talk(
+            address,
+            b"POST /x HTTP/1.0\r\nhost: h\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"0\r\n\r\n" + SMUGGLED,
+        )
+    assert status_of(answer) == 400
     assert backend.connections == []
 
 
