@@ -34,10 +34,6 @@ logger = logging.getLogger("trio_upgrade")
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-def _error_response(status: int) -> bytes:
-    return simple_response(status)
-
-
 @final
 class Tunnel:
     """The :class:`~trio_upgrade.http.Takeover` a :class:`Proxy` returns for an
@@ -94,7 +90,7 @@ class Tunnel:
             # Nothing was relayed yet (failures after that are handled where
             # they happen): the client gets an answer.
             with contextlib.suppress(*_STREAM_ERRORS):
-                await stream.send_all(_error_response(exc.status))
+                await stream.send_all(simple_response(exc.status))
         finally:
             pool.open_tunnels -= 1
             if conn is not None:
