@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import h11
 import trio
@@ -211,3 +211,141 @@ async def fetch(
         return await client.request(method, target, headers, body)
     finally:
         await client.aclose()
+
+
+# A raw recording backend --------------------------------------------------------
+
+Script = Callable[[int, int, bytes], bytes | None]
+"""What a :class:`RecordingBackend` answers: ``script(connection, request, head)``
+gives the bytes to send for request number *request* (0-based) on connection
+number *connection*, or ``None`` to close that connection without answering."""
+
+
+@dataclass
+class Recorded:
+    """One connection a :class:`RecordingBackend` accepted."""
+
+    data: bytearray = field(default_factory=bytearray)
+    """Every byte received on it, exactly."""
+    heads: list[bytes] = field(default_factory=list)
+    """The request heads found in :attr:`data`, in order."""
+    leftover: bytes = b""
+    """Bytes at the end that did not make a complete request."""
+    closed: trio.Event = field(default_factory=trio.Event)
+    """Set when the connection ended (either side)."""
+
+
+def _split_request(buffer: bytes) -> tuple[bytes, int] | None:
+    """``(head, size of the whole request)`` of the request at the start of
+    *buffer*, or ``None`` while it is incomplete. Framing as a backend that
+    prefers Content-Length would read it: only well-framed requests give the
+    same answer in every reading, and those are all a backend may receive."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buffer[: end + 4]
+    start = end + 4
+    length = 0
+    chunked = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+        elif name.strip().lower() == b"transfer-encoding":
+            chunked = True
+    if length or not chunked:
+        return (head, start + length) if len(buffer) >= start + length else None
+    terminator = buffer.find(b"\r\n0\r\n\r\n", start - 2)
+    if terminator < 0:
+        return None
+    return head, terminator + len(b"\r\n0\r\n\r\n")
+
+
+class RecordingBackend:
+    """A trio TCP server on loopback that records exactly the bytes it receives
+    and answers each request with the bytes its script gives."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections: list[Recorded] = []
+        self.url = ""
+        # Set each time a request head is complete (replaced after each wait).
+        self.request_seen = trio.Event()
+
+    @property
+    def heads(self) -> list[bytes]:
+        return [head for conn in self.connections for head in conn.heads]
+
+    async def start(self, nursery: trio.Nursery) -> str:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        host, port = listeners[0].socket.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        nursery.start_soon(functools.partial(trio.serve_listeners, self._handle, listeners))
+        await trio.lowlevel.checkpoint()
+        return self.url
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        index = len(self.connections)
+        conn = Recorded()
+        self.connections.append(conn)
+        buffer = b""
+        try:
+            async with stream:
+                while True:
+                    try:
+                        data = await stream.receive_some(65536)
+                    except trio.BrokenResourceError:
+                        return
+                    if not data:
+                        return
+                    conn.data += data
+                    buffer += data
+                    while (found := _split_request(buffer)) is not None:
+                        head, size = found
+                        buffer = buffer[size:]
+                        conn.heads.append(head)
+                        self.request_seen.set()
+                        self.request_seen = trio.Event()
+                        answer = self.script(index, len(conn.heads) - 1, head)
+                        if answer is None:
+                            return
+                        try:
+                            await stream.send_all(answer)
+                        except trio.BrokenResourceError:
+                            return
+                    conn.leftover = buffer
+        finally:
+            conn.leftover = buffer
+            conn.closed.set()
+
+
+def fields_of(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of a raw head, names lower-cased, values stripped."""
+    fields = []
+    for line in head.split(b"\r\n")[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            fields.append((name.lower(), value.strip()))
+    return fields
+
+
+def assert_one_framing(backend: RecordingBackend) -> None:
+    """Every request the backend received is framed one way, beyond doubt, and
+    it received nothing that is not a complete request."""
+    for conn in backend.connections:
+        for head in conn.heads:
+            fields = fields_of(head)
+            lengths = [v for n, v in fields if n == b"content-length"]
+            codings = [v for n, v in fields if n == b"transfer-encoding"]
+            assert not (lengths and codings), head
+            assert len(lengths) <= 1 and len(codings) <= 1, head
+            assert all(v.isdigit() and (v == b"0" or not v.startswith(b"0")) for v in lengths)
+            assert all(v == b"chunked" for v in codings), head
+            assert b"\r" not in head.replace(b"\r\n", b""), head
+            for line in head.split(b"\r\n")[1:]:
+                assert b" :" not in line.partition(b":")[0] + b":", head
+
+
+def response(status: int, body: bytes = b"", fields: bytes = b"") -> bytes:
+    """A raw response with a Content-Length."""
+    return b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n%s\r\n%s" % (status, len(body), fields, body)

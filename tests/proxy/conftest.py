@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
+import trio.testing
 from _proxy_env import BackendState, Env, backend_app
 from _proxy_helpers import start_http, url_of
 
@@ -34,3 +35,15 @@ async def env(nursery: trio.Nursery, sock_dir: str) -> AsyncIterator[Env]:
     front = await start_http(nursery, proxy, "127.0.0.1:0")
     async with proxy:
         yield Env(state, a, b, proxy, front)
+
+
+@pytest.fixture
+def manual_clock() -> trio.testing.MockClock:
+    """A clock that runs at real speed and jumps only when a test says so.
+
+    Timeout tests set their limit far beyond the test's own run time and jump
+    past it once everything is blocked waiting (``wait_all_tasks_blocked``):
+    what fires is the timeout under test and nothing else, whatever the speed
+    of the machine, and real sockets keep working (an autojumping clock would
+    jump while bytes are in flight between them)."""
+    return trio.testing.MockClock(rate=1.0)

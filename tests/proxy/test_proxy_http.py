@@ -17,6 +17,14 @@ from _proxy_helpers import Client, fetch, pattern, pattern_digest, read_request_
 from trio_upgrade.http import Request, Response, Router
 from trio_upgrade.proxy import Backend, Proxy, ProxyConfig
 
+LONG = 600.0  # timeouts under test: far beyond any real wait; the clock jumps past them
+
+
+async def jump_when_blocked(clock: trio.testing.MockClock, seconds: float) -> None:
+    """Jump the ``manual_clock`` once every task waits (for a timeout, here)."""
+    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    clock.jump(seconds)
+
 
 def seen(body: bytes) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(body)
@@ -300,14 +308,15 @@ async def test_unreachable_backend_is_502_with_a_log_line(
 
 
 async def test_backend_silent_past_the_response_timeout_is_504(
-    autojump_clock: trio.testing.MockClock,
+    manual_clock: trio.testing.MockClock,
     env: Env,
     nursery: trio.Nursery,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    proxy = Proxy(env.proxy.routes, config=ProxyConfig(response_timeout=5.0))
+    proxy = Proxy(env.proxy.routes, config=ProxyConfig(response_timeout=LONG))
     async with proxy:
         address = await start_proxy(nursery, proxy)
+        nursery.start_soon(jump_when_blocked, manual_clock, LONG + 1)
         with caplog.at_level(logging.WARNING, logger="trio_upgrade"):
             reply = await fetch(address, "GET", "/a/hang")
     assert (reply.status, reply.body) == (504, b"504 Gateway Timeout\n")
@@ -408,15 +417,14 @@ async def test_idle_connection_the_backend_closed_is_not_reused(
 
 
 async def test_pooled_connection_idle_too_long_is_not_reused(
-    autojump_clock: trio.testing.MockClock, env: Env, nursery: trio.Nursery
+    manual_clock: trio.testing.MockClock, env: Env, nursery: trio.Nursery
 ) -> None:
-    proxy = Proxy(env.proxy.routes, config=ProxyConfig(pool_idle_timeout=2.0))
+    proxy = Proxy(env.proxy.routes, config=ProxyConfig(pool_idle_timeout=LONG))
     async with proxy:
         address = await start_proxy(nursery, proxy)
         await fetch(address, "GET", "/b/echo")
-        await trio.sleep(1.0)
         await fetch(address, "GET", "/b/echo")
-        await trio.sleep(3.0)
+        manual_clock.jump(LONG + 1)
         await fetch(address, "GET", "/b/echo")
         stats = proxy.statistics()
     assert (stats.connections_opened, stats.connections_reused) == (2, 1)
@@ -493,9 +501,9 @@ def test_a_prefix_can_have_one_route_only() -> None:
 
 
 async def test_backend_not_reading_the_upload_is_504(
-    autojump_clock: trio.testing.MockClock, env: Env, nursery: trio.Nursery
+    manual_clock: trio.testing.MockClock, env: Env, nursery: trio.Nursery
 ) -> None:
-    proxy = Proxy(env.proxy.routes, config=ProxyConfig(write_timeout=5.0))
+    proxy = Proxy(env.proxy.routes, config=ProxyConfig(write_timeout=LONG))
     async with proxy:
         address = await start_proxy(nursery, proxy)
         client = await Client.open(address)
@@ -512,6 +520,8 @@ async def test_backend_not_reading_the_upload_is_504(
                         )
 
                 inner.start_soon(send)
+                # Blocked once every socket buffer between client and backend is full.
+                inner.start_soon(jump_when_blocked, manual_clock, LONG + 1)
                 reply = await client.read_response()
                 inner.cancel_scope.cancel()
         finally:

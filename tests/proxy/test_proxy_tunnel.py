@@ -243,7 +243,7 @@ RawHandler = Callable[[trio.SocketStream], Awaitable[None]]
 
 async def raw_env(nursery: trio.Nursery, sock_dir: str, handler: RawHandler) -> tuple[Proxy, Any]:
     url = await start_raw(nursery, handler, f"{sock_dir}/raw.sock")
-    proxy = Proxy(url)
+    proxy = Proxy(url, upgrades=("websocket", "x-raw"))
     address = await start_proxy(nursery, proxy)
     return proxy, address
 
@@ -357,7 +357,7 @@ async def test_non_101_answer_from_an_http_backend_is_relayed_and_closed(
     backend = await start_http(nursery, backend_app(BackendState(), "a"), f"unix:{sock_dir}/h.sock")
     address = backend.addresses[0]
     assert isinstance(address, str)
-    async with Proxy(f"unix:{address}") as proxy:
+    async with Proxy(f"unix:{address}", upgrades=("x-raw",)) as proxy:
         front = await start_proxy(nursery, proxy)
         stream = await trio.open_tcp_stream(*front)
         async with stream:
@@ -378,7 +378,7 @@ async def test_non_101_answer_from_an_http_backend_is_relayed_and_closed(
 async def test_upgrade_to_an_unreachable_backend_is_502(
     nursery: trio.Nursery, sock_dir: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with Proxy(f"unix:{sock_dir}/missing.sock") as proxy:
+    async with Proxy(f"unix:{sock_dir}/missing.sock", upgrades=("x-raw",)) as proxy:
         address = await start_proxy(nursery, proxy)
         stream = await trio.open_tcp_stream(*address)
         with caplog.at_level(logging.WARNING, logger="trio_upgrade"):
@@ -391,18 +391,20 @@ async def test_upgrade_to_an_unreachable_backend_is_502(
 
 
 async def test_upgrade_to_a_silent_backend_is_504(
-    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, sock_dir: str
+    manual_clock: trio.testing.MockClock, nursery: trio.Nursery, sock_dir: str
 ) -> None:
     async def silent(stream: trio.SocketStream) -> None:
         await read_request_head(stream)
         await trio.sleep_forever()
 
     url = await start_raw(nursery, silent, f"{sock_dir}/silent.sock")
-    async with Proxy(url, config=ProxyConfig(response_timeout=10.0)) as proxy:
+    async with Proxy(url, config=ProxyConfig(response_timeout=600.0), upgrades=("x-raw",)) as proxy:
         address = await start_proxy(nursery, proxy)
         stream = await trio.open_tcp_stream(*address)
         async with stream:
             await stream.send_all(UPGRADE)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            manual_clock.jump(601.0)
             data = await receive_until_eof(stream)
     assert data.startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
 

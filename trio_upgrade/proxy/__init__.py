@@ -17,8 +17,9 @@ connection is tunnelled as raw bytes, so no WebSocket code is involved.
 
 - :class:`Proxy`: the HTTP handler (``await proxy(request)`` returns a
   ``Response`` streamed from the backend, or a :class:`Tunnel` takeover for an
-  upgrade request); ``add_route``, ``statistics()``, ``aclose()``.
-- :class:`ProxyRoute` (prefix, backend, ``strip_prefix``, ``preserve_host``),
+  upgrade the route allows); ``add_route``, ``statistics()``, ``aclose()``.
+- :class:`ProxyRoute` (prefix, backend, ``strip_prefix``, ``preserve_host``,
+  ``upgrades``: the protocols it tunnels, WebSocket by default),
   :class:`Backend` (``http://host:port[/base]`` or ``unix:/path.sock``),
   :class:`ProxyConfig` (timeouts, pool, limits, forwarding headers),
   :class:`ProxyStatistics`.

@@ -9,11 +9,16 @@ from typing import final
 import h11
 import trio
 
+from .._wire._errors import TrioUpgradeError
 from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BadBackendResponse
 
-__all__ = ["BackendConnection", "ConnectionPool"]
+__all__ = ["BackendConnection", "ConnectionPool", "Stale"]
+
+
+class Stale(TrioUpgradeError):
+    """A reused connection turned out closed before a byte of our response came."""
 
 
 def _limit(timeout: float | None) -> float:
@@ -28,7 +33,17 @@ class BackendConnection:
     and one receiver (the upload and the response reader) may overlap.
     """
 
-    __slots__ = ("backend", "h11", "idle_since", "read_size", "received", "reused", "stream")
+    __slots__ = (
+        "backend",
+        "h11",
+        "idle_since",
+        "max_head_size",
+        "read_size",
+        "received",
+        "reusable",
+        "reused",
+        "stream",
+    )
 
     def __init__(self, backend: Backend, stream: trio.SocketStream, config: ProxyConfig) -> None:
         self.backend = backend
@@ -37,6 +52,12 @@ class BackendConnection:
             h11.CLIENT, max_incomplete_event_size=config.max_response_head_size
         )
         self.read_size = config.read_size
+        # h11 bounds only a head that is still incomplete; one that arrives
+        # whole in a single read is measured by read_head().
+        self.max_head_size = config.max_response_head_size
+        # False once a response's framing was in doubt (both Content-Length and
+        # Transfer-Encoding, a 204 that declared a body...): never pooled again.
+        self.reusable = True
         # Whether it carried an earlier request: a reused connection that the
         # backend closed while idle fails without our request being seen.
         self.reused = False
@@ -79,6 +100,42 @@ class BackendConnection:
         assert scope.cancelled_caught
         raise BackendTimeout(f"{self.backend} sent nothing for {time_limit} s")
 
+    async def read_head(
+        self, *, allow_stale: bool = False, upgrade: bool = False
+    ) -> h11.Response | h11.InformationalResponse:
+        """The backend's response head; 1xx heads are skipped, except a ``101``
+        when *upgrade*.
+
+        Raises :class:`BadBackendResponse` for anything that is not HTTP/1.1,
+        for EOF before the head, and for heads (1xx included) larger than
+        ``max_response_head_size`` in all; :class:`Stale` with *allow_stale*
+        when a reused connection reaches EOF before any byte arrived.
+        """
+        h = self.h11
+        fed = 0
+        while True:
+            try:
+                event = h.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise BadBackendResponse(f"invalid response from {self.backend}: {exc}") from None
+            if type(event) is h11.Response or type(event) is h11.InformationalResponse:
+                if fed - len(h.trailing_data[0]) > self.max_head_size:
+                    raise BadBackendResponse(
+                        f"{self.backend} sent a response head over {self.max_head_size} bytes"
+                    )
+                if type(event) is h11.Response or (upgrade and event.status_code == 101):
+                    return event
+                # 100 Continue or 103 Early Hints: ours to take, not the client's.
+                continue
+            if event is h11.NEED_DATA:
+                data = await self.receive()
+                if not data and allow_stale and self.reused and not self.received:
+                    raise Stale
+                fed += len(data)
+                h.receive_data(data)
+                continue
+            raise BadBackendResponse(f"{self.backend} closed the connection without answering")
+
     def close(self) -> None:
         """Close the socket now (synchronous: no I/O waits for a plain socket)."""
         self.stream.socket.close()
@@ -90,10 +147,14 @@ class ConnectionPool:
 
     A connection goes back only when h11 says both sides finished the exchange
     and the connection may carry another (no ``Connection: close``, body read
-    to its end). At most ``pool_size`` idle connections are kept per backend;
-    one idle longer than ``pool_idle_timeout``, or readable while idle (the
-    backend closed it, or sent bytes nobody asked for), is closed instead of
-    reused. The pool belongs to one trio run.
+    to its end), its last response's framing was beyond doubt, and nothing at
+    all is left unread on it: no byte in h11's buffer, nothing readable on the
+    socket. Bytes past the end of a response (a body sent with a 204 or in
+    answer to HEAD, a wrong ``Content-Length``, a second response) would
+    otherwise become the next client's response. At most ``pool_size`` idle
+    connections are kept per backend; one idle longer than
+    ``pool_idle_timeout``, or readable while idle (the backend closed it, or
+    sent bytes nobody asked for), is closed instead of reused. The pool belongs to one trio run.
     """
 
     __slots__ = ("_config", "_idle", "connections_opened", "connections_reused", "open_tunnels")
@@ -139,8 +200,11 @@ class ConnectionPool:
         h = conn.h11
         if (
             self._config.pool_size == 0
+            or not conn.reusable
             or h.our_state is not h11.DONE
             or h.their_state is not h11.DONE
+            or h.trailing_data[0]
+            or conn.stream.socket.is_readable()
         ):
             conn.close()
             return

@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
+from .._wire._errors import TrioUpgradeError
+
 __all__ = [
     "HOP_BY_HOP",
     "connection_options",
@@ -236,3 +238,67 @@ def _strip_raw_prefix(raw_path: str, prefix: str) -> str:
     if decoded.startswith(prefix):
         return quote(decoded[len(prefix) :], safe="/") or "/"
     return raw_path
+
+
+class UnsafeTarget(TrioUpgradeError, ValueError):
+    """A request target the proxy refuses to forward (answered with 400)."""
+
+
+def split_target(target: str) -> tuple[str, str, str | None]:
+    """``(raw path, "?query" or "", authority)`` of a request target.
+
+    Origin-form (``/a?b``) has no authority; absolute-form
+    (``http://host:8080/a?b``, RFC 9112 §3.2.2) gives its path and authority,
+    so that it is routed by its path and forwarded in origin-form; the
+    asterisk-form ``*`` is its own path. Raises :class:`UnsafeTarget` for
+    anything else (an authority-form or a scheme other than http/https).
+    """
+    if target == "*" or target.startswith("/"):
+        path, sep, query = target.partition("?")
+        return path, sep + query, None
+    scheme, sep, rest = target.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        raise UnsafeTarget(f"unsupported request target {target[:80]!r}")
+    rest, _, _fragment = rest.partition("#")
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, rest = rest[:cut], rest[cut:]
+    if not authority or "@" in authority:
+        raise UnsafeTarget(f"unsupported authority in {target[:80]!r}")
+    path, sep, query = rest.partition("?")
+    return path or "/", sep + query, authority
+
+
+_SLASHES = re.compile(r"[/\\]")
+
+
+def normalize_path(raw_path: str) -> str:
+    """*raw_path* without dot segments (RFC 3986 §5.2.4), percent-encoding kept.
+
+    ``.`` and ``..`` count in any spelling (``%2e``, ``%2E%2e``). Raises
+    :class:`UnsafeTarget` for a ``..`` that would climb above ``/``, and for a
+    segment that hides a dot segment behind an encoded slash or a backslash
+    (``..%2f``, ``%2e%2e%5c``, ``..\\``): whether that climbs depends on how
+    the backend decodes, so it is not forwarded at all. Everything else is
+    returned with the client's encoding (``/a/./b/../c%20d`` → ``/a/c%20d``).
+    """
+    if "." not in raw_path and "%" not in raw_path:
+        return raw_path  # The common case: nothing to remove.
+    segments = raw_path.split("/")[1:]
+    out: list[str] = []
+    last = len(segments) - 1
+    for i, raw in enumerate(segments):
+        segment = unquote(raw) if "%" in raw else raw
+        if segment == "." or segment == "..":
+            if segment == "..":
+                if not out:
+                    raise UnsafeTarget("the path climbs above the root")
+                out.pop()
+            if i == last:
+                out.append("")  # "/a/b/.." is "/a/", not "/a"
+            continue
+        if _SLASHES.search(segment) and any(
+            part in (".", "..") for part in _SLASHES.split(segment)
+        ):
+            raise UnsafeTarget("a dot segment behind an encoded slash or a backslash")
+        out.append(raw)
+    return "/" + "/".join(out)

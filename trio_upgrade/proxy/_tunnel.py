@@ -11,7 +11,16 @@ from typing import final
 import h11
 import trio
 
-from ..http import Request, reason_phrase
+from .._wire import (
+    Framing,
+    FramingError,
+    forwardable_fields,
+    list_tokens,
+    response_framing,
+    response_head,
+    simple_response,
+)
+from ..http import Request
 from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BadBackendResponse, ProxyError
@@ -25,23 +34,6 @@ logger = logging.getLogger("trio_upgrade")
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
 
-def _head(status: int, reason: bytes, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
-    lines.append(b"\r\n")
-    return b"".join(lines)
-
-
-def _error_response(status: int) -> bytes:
-    body = f"{status} {reason_phrase(status)}\n".encode()
-    headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", b"%d" % len(body)),
-        (b"connection", b"close"),
-    ]
-    return _head(status, reason_phrase(status).encode("ascii"), headers) + body
-
-
 @final
 class Tunnel:
     """The :class:`~trio_upgrade.http.Takeover` a :class:`Proxy` returns for an
@@ -53,10 +45,11 @@ class Tunnel:
     *prefetched* bytes first, then the backend's bytes that came after its
     head — until both directions have ended; on any other status the answer is
     relayed as a response and the connection closed. 502/504 when the backend
-    cannot be reached or does not answer in time.
+    cannot be reached or does not answer in time; 502 for a ``101`` to a
+    protocol that was not offered.
     """
 
-    __slots__ = ("_backend", "_body", "_config", "_forwarded", "_pool")
+    __slots__ = ("_backend", "_body", "_config", "_forwarded", "_offered", "_pool")
 
     def __init__(
         self,
@@ -65,6 +58,7 @@ class Tunnel:
         backend: Backend,
         forwarded: h11.Request,
         body: bytes = b"",
+        offered: Sequence[bytes] = (b"websocket",),
     ) -> None:
         self._pool = pool
         self._config = config
@@ -73,6 +67,9 @@ class Tunnel:
         self._forwarded = forwarded
         # The request body, read before the takeover (usually empty).
         self._body = body
+        # The protocols offered to the backend (lower-case): a 101 to any
+        # other is refused with 502 rather than tunnelled.
+        self._offered = frozenset(p.partition(b"/")[0].strip() for p in offered)
 
     async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
         pool = self._pool
@@ -93,7 +90,7 @@ class Tunnel:
             # Nothing was relayed yet (failures after that are handled where
             # they happen): the client gets an answer.
             with contextlib.suppress(*_STREAM_ERRORS):
-                await stream.send_all(_error_response(exc.status))
+                await stream.send_all(simple_response(exc.status))
         finally:
             pool.open_tunnels -= 1
             if conn is not None:
@@ -111,59 +108,64 @@ class Tunnel:
         await conn.send(b"".join(p for p in parts if p), config.write_timeout)
 
         limit = math.inf if config.response_timeout is None else config.response_timeout
-        with trio.move_on_after(limit) as scope:
-            head = await _read_answer(conn)
-        if scope.cancelled_caught:
+        head: h11.Response | h11.InformationalResponse | None = None
+        with trio.move_on_after(limit):
+            head = await conn.read_head(upgrade=True)
+        if head is None:
             raise BackendTimeout(f"no response head within {config.response_timeout} s")
 
         if type(head) is h11.Response:
-            await _relay_refusal(conn, client, head, config.read_timeout)
+            await _relay_refusal(conn, client, head, self._forwarded.method, config.read_timeout)
             return
-        # 101: the backend took the upgrade.
+        # 101: the backend took the upgrade, to a protocol we offered.
+        chosen = [p.partition(b"/")[0].strip() for p in list_tokens(head.headers, b"upgrade")]
+        if not chosen or not set(chosen) <= self._offered:
+            raise BadBackendResponse(
+                f"{conn.backend} switched to {b', '.join(chosen)!r}, which was not offered"
+            )
         headers = rewrite_response_headers(head.headers, upgrade=True)
+        try:
+            # Our own reason phrase, as for every other relayed response.
+            out = response_head(101, headers)
+        except ValueError as exc:
+            raise BadBackendResponse(f"{conn.backend} sent an invalid 101: {exc}") from None
         trailing, _ = h.trailing_data
         try:
-            await client.send_all(_head(101, head.reason, headers) + bytes(trailing))
+            await client.send_all(out + bytes(trailing))
         except _STREAM_ERRORS:
             return
         await pump(client, conn.stream, prefetched, config)
-
-
-async def _read_answer(conn: BackendConnection) -> h11.Response | h11.InformationalResponse:
-    """The backend's final answer, or its 101."""
-    h = conn.h11
-    while True:
-        try:
-            event = h.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise BadBackendResponse(f"invalid response from {conn.backend}: {exc}") from None
-        if type(event) is h11.Response:
-            return event
-        if type(event) is h11.InformationalResponse:
-            if event.status_code == 101:
-                return event
-            continue
-        if event is h11.NEED_DATA:
-            h.receive_data(await conn.receive())
-            continue
-        raise BadBackendResponse(f"{conn.backend} closed the connection without answering")
 
 
 async def _relay_refusal(
     conn: BackendConnection,
     client: trio.abc.Stream,
     head: h11.Response,
+    method: bytes,
     read_timeout: float | None,
 ) -> None:
     """Relay a non-101 answer to an upgrade request as a plain response, then close.
 
-    The connection ends after it, so the body keeps its length when the
-    backend gave one and is otherwise delimited by closing.
+    The connection ends after it, so the body is framed once, as
+    ``_wire.response_framing`` reads it: by its length when it has one, and
+    otherwise by closing (the backend's own framing fields are not relayed).
     """
     h = conn.h11
-    headers = rewrite_response_headers(head.headers)
+    status = head.status_code
+    try:
+        framing = response_framing(
+            status, head.headers, request_method=method, http_version=head.http_version
+        )
+    except FramingError as exc:
+        raise BadBackendResponse(f"{conn.backend}: {exc}") from None
+    headers = forwardable_fields(rewrite_response_headers(head.headers))
+    if framing.kind is Framing.LENGTH:
+        headers.append((b"content-length", b"%d" % (framing.length or 0)))
     headers.append((b"connection", b"close"))
-    out = _head(head.status_code, head.reason, headers)
+    try:
+        out = response_head(status, headers)
+    except ValueError as exc:
+        raise BadBackendResponse(f"{conn.backend} sent an invalid head: {exc}") from None
     try:
         while True:
             try:
