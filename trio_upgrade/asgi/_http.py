@@ -145,11 +145,14 @@ class HTTPCycle:
             self.ready.set()
 
     async def receive(self) -> Message:
+        # Once the app has sent its whole response the exchange is over for it
+        # (as in uvicorn): the rest of the socket is the connection loop's.
+        over = self.finished or self.disconnected or self.phase is _Phase.COMPLETE
         if not self.body_done:
-            if not (self.finished or self.disconnected):
+            if not over:
                 return await self._read_body()
             self.body_done = True
-        if self.finished or self.disconnected:
+        if over:
             await trio.lowlevel.checkpoint()
             return _DISCONNECT
         await self._wait_over()

@@ -133,8 +133,8 @@ class WebSocketCycle:
                 message = await session.receive()
             except ConnectionClosed as exc:
                 self.state = _State.CLOSED
-                self._code, self._reason = exc.code, exc.reason
-                return {"type": "websocket.disconnect", "code": exc.code, "reason": exc.reason}
+                self._code, self._reason = int(exc.code), exc.reason
+                return {"type": "websocket.disconnect", "code": int(exc.code), "reason": exc.reason}
             if type(message) is str:
                 return {"type": "websocket.receive", "text": message}
             return {"type": "websocket.receive", "bytes": message}
@@ -231,7 +231,7 @@ class WebSocketCycle:
             await session.send(payload)
         except ConnectionClosed as exc:
             self.state = _State.CLOSED
-            self._code, self._reason = exc.code, exc.reason
+            self._code, self._reason = int(exc.code), exc.reason
             raise Disconnected(f"the WebSocket is closed ({exc.code})") from None
 
     async def _accept(self, message: Message) -> None:
