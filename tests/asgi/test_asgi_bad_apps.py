@@ -183,9 +183,11 @@ async def test_body_past_the_limit_is_a_413() -> None:
 
     from trio_upgrade.http import HTTPConfig
 
-    async with serving(app, config=HTTPConfig(max_body_size=1000)) as server:
-        async with httpx.AsyncClient(base_url=base_url(server)) as client:
-            response = await client.post("/", content=b"x" * 5000)
+    async with (
+        serving(app, config=HTTPConfig(max_body_size=1000)) as server,
+        httpx.AsyncClient(base_url=base_url(server)) as client,
+    ):
+        response = await client.post("/", content=b"x" * 5000)
     assert response.status_code == 413
 
 
@@ -330,7 +332,8 @@ async def test_pipelined_requests_are_answered_in_order_around_a_waiting_app() -
     async with serving(app) as server:
         received = await raw_exchange(
             server,
-            b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\nGET /fast HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+            b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\n"
+            b"GET /fast HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
         )
     assert received.count(b"HTTP/1.1 200") == 2
     assert received.index(b"slow") < received.index(b"-done") < received.index(b"fast")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 events: list[str] = []
@@ -129,10 +129,12 @@ async def test_unknown_path_is_starlettes_404(server: Any) -> None:
 
 
 async def test_streaming_response_arrives_chunked_and_whole(server: Any) -> None:
-    async with httpx.AsyncClient(base_url=base_url(server)) as client:
-        async with client.stream("GET", "/count") as response:
-            assert response.headers["transfer-encoding"] == "chunked"
-            text = "".join([chunk async for chunk in response.aiter_text()])
+    async with (
+        httpx.AsyncClient(base_url=base_url(server)) as client,
+        client.stream("GET", "/count") as response,
+    ):
+        assert response.headers["transfer-encoding"] == "chunked"
+        text = "".join([chunk async for chunk in response.aiter_text()])
     assert text == "".join(f"{i}\n" for i in range(1000))
 
 
@@ -176,10 +178,8 @@ def _websocket_echo(url: str) -> dict[str, Any]:
         ws.send(b"\x00\x01binary")
         seen["bytes"] = ws.recv()
         ws.send("close please")
-        try:
+        with suppress(ConnectionClosed):
             ws.recv()
-        except Exception:
-            pass
         seen["close"] = (ws.close_code, ws.close_reason)
     return seen
 

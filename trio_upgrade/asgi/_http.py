@@ -140,6 +140,11 @@ class HTTPCycle:
                 )
         finally:
             self.ended = True
+            chunks, self._chunks = self._chunks, None
+            if chunks is not None:
+                # A body the app stopped reading: end the iterator here rather
+                # than leave it to the garbage collector. (It does not await.)
+                await chunks.aclose()
             if self._send_in is not None:
                 self._send_in.close()
             self.ready.set()

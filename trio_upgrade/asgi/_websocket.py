@@ -45,8 +45,9 @@ class _State(enum.IntEnum):
     CONNECTING = 0  # websocket.connect not yet received by the app
     PENDING = 1  # the app has the connect event; no answer yet
     DENYING = 2  # websocket.http.response.start received, body to come
-    ACCEPTED = 3  # 101 sent, session running
-    CLOSED = 4  # session over (either side closed), or the handshake was refused
+    ACCEPTING = 3  # writing the 101, starting the session
+    ACCEPTED = 4  # session running
+    CLOSED = 5  # session over (either side closed), or the handshake was refused
 
 
 @final
@@ -54,6 +55,7 @@ class WebSocketCycle:
     """The Takeover that runs an ASGI app on one WebSocket connection."""
 
     __slots__ = (
+        "_answered",
         "_body",
         "_code",
         "_denial_headers",
@@ -79,6 +81,9 @@ class WebSocketCycle:
         self.offer = offer
         self.config = config
         self.state = _State.CONNECTING
+        # Set once the handshake is answered (accepted or refused): a receive()
+        # made while it is pending waits for it, as in other servers.
+        self._answered = trio.Event()
         self._stream: trio.abc.Stream | None = None
         self._prefetched = b""
         self._request: Request | None = None
@@ -111,8 +116,9 @@ class WebSocketCycle:
                 )
                 if self.state is _State.ACCEPTED:
                     await self._close_session(1011, "")
-                elif self.state is not _State.CLOSED:
+                elif self.state < _State.ACCEPTING:
                     await self._refuse(500)
+                # ACCEPTING: the 101 may be half written; the connection just closes.
                 return
             if self.state < _State.ACCEPTED:
                 logger.error(
@@ -132,22 +138,26 @@ class WebSocketCycle:
             try:
                 message = await session.receive()
             except ConnectionClosed as exc:
-                self.state = _State.CLOSED
+                self._move(_State.CLOSED)
                 self._code, self._reason = int(exc.code), exc.reason
                 return {"type": "websocket.disconnect", "code": int(exc.code), "reason": exc.reason}
             if type(message) is str:
                 return {"type": "websocket.receive", "text": message}
             return {"type": "websocket.receive", "bytes": message}
-        await trio.lowlevel.checkpoint()
         if state is _State.CONNECTING:
-            self.state = _State.PENDING
+            self.state = _State.PENDING  # before the checkpoint: another task may accept
+            await trio.lowlevel.checkpoint()
             return {"type": "websocket.connect"}
-        if state is _State.CLOSED:
-            return {"type": "websocket.disconnect", "code": self._code, "reason": self._reason}
-        raise ProtocolError(
-            "receive() before the handshake was answered: send 'websocket.accept', "
-            "'websocket.close' or 'websocket.http.response.start' first"
-        )
+        if state is not _State.CLOSED:
+            # Pending or accepting: wait for the app (another of its tasks) to answer.
+            await self._answered.wait()
+            return await self.receive()
+        await trio.lowlevel.checkpoint()
+        return {"type": "websocket.disconnect", "code": self._code, "reason": self._reason}
+
+    def _move(self, state: _State) -> None:
+        self.state = state
+        self._answered.set()
 
     # send ------------------------------------------------------------------------
 
@@ -205,11 +215,13 @@ class WebSocketCycle:
                 return
             data = simple_response(self._status, self._denial_headers, b"".join(self._body))
             self._body = []
-            self.state = _State.CLOSED
+            self._move(_State.CLOSED)
             await self._write(data)
             return
-        # CLOSED
         await trio.lowlevel.checkpoint()
+        if state is _State.ACCEPTING:
+            raise ProtocolError(f"{kind!r} sent while the WebSocket is being accepted")
+        # CLOSED
         if kind == "websocket.close":
             return  # closing twice, or after the peer: nothing left to do
         if kind == "websocket.send":
@@ -230,7 +242,7 @@ class WebSocketCycle:
         try:
             await session.send(payload)
         except ConnectionClosed as exc:
-            self.state = _State.CLOSED
+            self._move(_State.CLOSED)
             self._code, self._reason = int(exc.code), exc.reason
             raise Disconnected(f"the WebSocket is closed ({exc.code})") from None
 
@@ -250,7 +262,7 @@ class WebSocketCycle:
             head = response_head(101, accepted.headers)
         except ValueError as exc:
             raise ProtocolError(f"cannot accept the WebSocket: {exc}") from None
-        self.state = _State.ACCEPTED
+        self.state = _State.ACCEPTING
         await self._write(head)
         handshake = HandshakeRequest(
             request.target,
@@ -272,16 +284,17 @@ class WebSocketCycle:
             )
         )
         self._prefetched = b""
+        self._move(_State.ACCEPTED)
 
     async def _close_session(self, code: int, reason: str) -> None:
         session = self._session
         assert session is not None
-        self.state = _State.CLOSED
+        self._move(_State.CLOSED)
         self._code, self._reason = code, reason
         await session.aclose(code, reason)
 
     async def _refuse(self, status: int) -> None:
-        self.state = _State.CLOSED
+        self._move(_State.CLOSED)
         with suppress(Disconnected):
             await self._write(simple_response(status))
 
@@ -291,7 +304,7 @@ class WebSocketCycle:
         try:
             await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.state = _State.CLOSED
+            self._move(_State.CLOSED)
             raise Disconnected("the client disconnected before the handshake answer") from None
 
 
