@@ -107,22 +107,28 @@ class Lifespan:
             yield self.state
             return
         to_app, events = trio.open_memory_channel[Message](2)
+        # Raised outside the nursery, so that callers see them as they are and
+        # not wrapped in an ExceptionGroup.
+        failure: LifespanFailure | None = None
+        error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._run, events)
             self._step = _Step.STARTING
             to_app.send_nowait({"type": "lifespan.startup"})
             await self._answer.wait()
             if not self._unsupported and self._step is not _Step.STARTED:
-                nursery.cancel_scope.cancel()
-                raise LifespanFailure("startup", self._failure_text())
-            failure: LifespanFailure | None = None
-            try:
-                yield self.state
-            finally:
+                failure = LifespanFailure("startup", self._failure_text())
+            else:
+                try:
+                    yield self.state
+                except BaseException as exc:
+                    error = exc
                 if self._step is _Step.STARTED:
                     failure = await self._shutdown(to_app)
-                to_app.close()
-                nursery.cancel_scope.cancel()
+            to_app.close()
+            nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
         if failure is not None:
             raise failure
 
