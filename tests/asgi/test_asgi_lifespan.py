@@ -22,6 +22,7 @@ class Recorder:
         self.startup = startup
         self.shutdown = shutdown
         self.release = trio.Event()
+        self.slow_started = trio.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -40,6 +41,7 @@ class Recorder:
                     return
         if scope["path"] == "/slow":
             self.events.append("slow request")
+            self.slow_started.set()
             await self.release.wait()
             self.events.append("slow request done")
         scope["state"]["mutated"] = True  # a copy per request: never seen by the next
@@ -67,8 +69,7 @@ async def test_shutdown_runs_after_the_requests_in_flight_drain() -> None:
                 assert (await client.get("/slow")).status_code == 200
 
         nursery.start_soon(slow)
-        while "slow request" not in app.events:
-            await trio.sleep(0.01)
+        await app.slow_started.wait()
         closing = trio.Event()
 
         async def close() -> None:

@@ -16,6 +16,8 @@ from websockets.sync.client import connect
 from trio_upgrade.asgi import Disconnected
 
 seen: list[Any] = []
+# Set when the /disconnect app has recorded its three observations.
+disconnect_done: list[trio.Event] = []
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -35,6 +37,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": "too late"})
         except Disconnected as exc:
             seen.append(exc)
+        disconnect_done[0].set()
     elif path == "/fail-before":
         raise ValueError("failed before accepting")
     elif path == "/return-before":
@@ -52,6 +55,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 async def server() -> Any:
     seen.clear()
+    disconnect_done[:] = [trio.Event()]
     async with serving(app) as server:
         yield server
 
@@ -66,9 +70,11 @@ def _status(url: str) -> int:
 
 async def test_scope_carries_the_handshake(server: Any) -> None:
     def run(url: str) -> None:
-        with connect(url + "/scope?x=1", subprotocols=["a", "b"]) as ws:  # type: ignore[list-item]
-            with suppress(ConnectionClosed):
-                ws.recv()
+        with (
+            connect(url + "/scope?x=1", subprotocols=["a", "b"]) as ws,  # type: ignore[list-item]
+            suppress(ConnectionClosed),
+        ):
+            ws.recv()
 
     await trio.to_thread.run_sync(run, base_url(server, "ws"))
     scope = seen[0]
@@ -92,8 +98,7 @@ async def test_disconnect_carries_the_peers_code_and_send_then_raises(server: An
 
     await trio.to_thread.run_sync(run, base_url(server, "ws"))
     with trio.fail_after(10):
-        while len(seen) < 3:
-            await trio.sleep(0.01)
+        await disconnect_done[0].wait()
     assert seen[0] == {"type": "websocket.receive", "text": "one"}
     assert seen[1] == {"type": "websocket.disconnect", "code": 4321, "reason": "client done"}
     assert isinstance(seen[2], Disconnected) and isinstance(seen[2], OSError)
