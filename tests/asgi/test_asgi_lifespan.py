@@ -146,3 +146,18 @@ async def test_lifespan_around_an_asgi_handler_of_ones_own() -> None:
                 assert "connected" in (await client.get("/app/x")).text
             await server.aclose()
     assert app.events == ["startup", "shutdown"]
+
+
+async def test_a_starlette_lifespan_that_raises_fails_the_startup_even_in_auto_mode() -> None:
+    """Starlette answers startup.failed and then raises: that is a failure, not 'unsupported'."""
+    from contextlib import asynccontextmanager
+
+    from starlette.applications import Starlette
+
+    @asynccontextmanager
+    async def broken(app: Starlette) -> Any:
+        raise RuntimeError("cannot reach the cache")
+        yield  # pragma: no cover
+
+    with pytest.raises(LifespanFailure, match="cannot reach the cache"):
+        await serve(Starlette(lifespan=broken), "127.0.0.1:0")

@@ -168,7 +168,7 @@ class Lifespan:
             await self.app(scope, receive, self._send)
         except Exception as exc:
             self._app_error = exc
-            if self._step is _Step.STARTING and self.mode == "auto":
+            if self._step is _Step.STARTING and self._message is None and self.mode == "auto":
                 self._unsupported = True
                 logger.info(
                     "ASGI lifespan unsupported by the app (%s: %s); serving without it",
@@ -192,7 +192,7 @@ class Lifespan:
             if kind == "lifespan.startup.complete":
                 self._step = _Step.STARTED
             else:
-                self._message = message.get("message", "")
+                self._message = str(message.get("message", ""))
             self._answer.set()
             return
         if step is _Step.STOPPING and kind in (
@@ -202,7 +202,7 @@ class Lifespan:
             if kind == "lifespan.shutdown.complete":
                 self._step = _Step.STOPPED
             else:
-                self._message = message.get("message", "")
+                self._message = str(message.get("message", ""))
             self._answer.set()
             return
         raise ProtocolError(f"unexpected lifespan message {kind!r} (during {step.name.lower()})")
