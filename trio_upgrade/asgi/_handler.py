@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import ssl
 from collections.abc import Awaitable
-from typing import Any, final
+from typing import Any, TypeGuard, final
 
 import trio
 
@@ -143,7 +143,7 @@ def _tls_extension(request: Request) -> dict[str, Any] | None:
     }
 
 
-def is_asgi_app(obj: object) -> bool:
+def is_asgi_app(obj: object) -> TypeGuard[ASGIApp]:
     """Whether *obj* looks like an ASGI 3 application: callable with
     ``(scope, receive, send)`` rather than a native handler's ``(request)``.
 
