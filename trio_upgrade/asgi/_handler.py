@@ -71,7 +71,7 @@ class ASGIHandler:
             return await _run_detached(cycle)
         # The app's task is the connection's: it ends with the connection at the latest.
         conn.nursery.start_soon(cycle.run)
-        await cycle.ready.wait()
+        await cycle.wait_ready()
         return cycle.response()
 
     async def _websocket(self, request: Request) -> Response | Takeover:
@@ -106,7 +106,7 @@ async def _run_detached(cycle: HTTPCycle) -> Response:
     a nursery of our own and collect the response whole."""
     async with trio.open_nursery() as nursery:
         nursery.start_soon(cycle.run)
-        await cycle.ready.wait()
+        await cycle.wait_ready()
         response = cycle.response()
         body = response.body
         if not isinstance(body, bytes):

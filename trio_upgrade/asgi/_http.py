@@ -76,7 +76,8 @@ class HTTPCycle:
         "first",
         "headers",
         "phase",
-        "ready",
+        "_ready",
+        "_waiter",
         "request",
         "scope",
         "status",
@@ -91,9 +92,11 @@ class HTTPCycle:
         self.headers: list[tuple[bytes, bytes]] = []
         # The first body chunk (the whole body when it came in one message).
         self.first = b""
-        # Set when the handler can build its Response: the first body message
-        # arrived, or the app ended without one.
-        self.ready = trio.Event()
+        # True when the handler can build its Response: the first body message
+        # arrived, or the app ended without one. _waiter is the handler's task
+        # parked until then (lighter than an Event: this is once per request).
+        self._ready = False
+        self._waiter: trio.lowlevel.Task | None = None
         # The app returned or raised; error is what it raised.
         self.ended = False
         self.error: BaseException | None = None
@@ -147,7 +150,7 @@ class HTTPCycle:
                 await chunks.aclose()
             if self._send_in is not None:
                 self._send_in.close()
-            self.ready.set()
+            self._set_ready()
 
     async def receive(self) -> Message:
         # Once the app has sent its whole response the exchange is over for it
@@ -250,7 +253,9 @@ class HTTPCycle:
                 (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
             ]
             self.phase = _Phase.HEAD
-            await trio.lowlevel.checkpoint()
+            # A cancel point, not a schedule point: the app goes straight on to
+            # its body, and a hello costs no extra pass of the scheduler.
+            await trio.lowlevel.checkpoint_if_cancelled()
             return
         if kind != "http.response.body":
             if phase is _Phase.COMPLETE:
@@ -265,8 +270,8 @@ class HTTPCycle:
                 self.phase = _Phase.STREAMING
             else:
                 self.phase = _Phase.COMPLETE
-            self.ready.set()
-            await trio.lowlevel.checkpoint()
+            self._set_ready()
+            await trio.lowlevel.checkpoint_if_cancelled()
             return
         if phase is _Phase.COMPLETE:
             await trio.lowlevel.checkpoint()
@@ -299,8 +304,30 @@ class HTTPCycle:
 
     # The connection's task -------------------------------------------------------
 
+    async def wait_ready(self) -> None:
+        """Wait until :meth:`response` can be called (the app's first body message,
+        or its end)."""
+        if self._ready:
+            await trio.lowlevel.checkpoint()
+            return
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _set_ready(self) -> None:
+        if not self._ready:
+            self._ready = True
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                trio.lowlevel.reschedule(waiter)
+
     def response(self) -> Response:
-        """What the handler returns once :attr:`ready` is set."""
+        """What the handler returns once :meth:`wait_ready` has returned."""
         phase = self.phase
         if phase is _Phase.COMPLETE:
             self.finish()
