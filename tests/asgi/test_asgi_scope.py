@@ -95,3 +95,35 @@ async def test_a_handler_called_without_a_connection_collects_the_response() -> 
     response = await ASGIHandler(streaming)(Request("GET", "/"))
     assert isinstance(response, Response)
     assert (response.status, response.body, response.headers.get("x-a")) == (201, b"abc", "1")
+
+
+async def test_tls_connections_carry_the_tls_extension(
+    server_ssl_context: Any, client_ssl_context: Any
+) -> None:
+    from trio_upgrade.asgi import serve as serve_asgi
+
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body"})
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: serve_asgi(
+                app, "127.0.0.1:0", ssl_context=server_ssl_context, task_status=task_status
+            )
+        )
+        async with httpx.AsyncClient(
+            base_url=base_url(server, "https"), verify=client_ssl_context
+        ) as client:
+            assert (await client.get("/")).status_code == 204
+        await server.aclose()
+    scope = seen[0]
+    assert scope["scheme"] == "https"
+    tls = scope["extensions"]["tls"]
+    assert tls["tls_version"] in (0x0303, 0x0304)
+    assert tls["client_cert_chain"] == []
