@@ -74,3 +74,37 @@ async def test_live_server_serves_an_asgi_app_with_its_lifespan() -> None:
     async with open_live_server(api) as live, httpx.AsyncClient(base_url=live.url) as client:
         assert (await client.post("/items", json={"name": "cup"})).status_code == 201
     assert events == ["startup", "shutdown"]
+
+
+def test_the_fixtures_take_an_asgi_app(pytester: pytest.Pytester) -> None:
+    """A project whose `app` fixture is a Starlette app uses app_client and app_server as is."""
+    pytester.makeini("[pytest]\ntrio_mode = true\nfilterwarnings = error\n")
+    pytester.makeconftest(
+        """
+        import pytest
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+
+        async def index(request):
+            return PlainTextResponse("starlette here")
+
+        @pytest.fixture
+        def app():
+            return Starlette(routes=[Route("/", index)])
+        """
+    )
+    pytester.makepyfile(
+        test_asgi_fixtures="""
+        import httpx
+
+        async def test_in_memory(app_client):
+            assert (await app_client.get("/")).text == "starlette here"
+
+        async def test_live(app_server):
+            async with httpx.AsyncClient(base_url=app_server.url) as client:
+                assert (await client.get("/")).text == "starlette here"
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=2)
