@@ -144,9 +144,10 @@ class HTTPCycle:
         finally:
             self.ended = True
             chunks, self._chunks = self._chunks, None
-            if chunks is not None:
+            if chunks is not None and not self._receiving:
                 # A body the app stopped reading: end the iterator here rather
-                # than leave it to the garbage collector. (It does not await.)
+                # than leave it to the garbage collector. (It does not await.
+                # One a task the app left behind is still reading ends with it.)
                 await chunks.aclose()
             if self._send_in is not None:
                 self._send_in.close()
