@@ -337,3 +337,66 @@ async def test_pipelined_requests_are_answered_in_order_around_a_waiting_app() -
         )
     assert received.count(b"HTTP/1.1 200") == 2
     assert received.index(b"slow") < received.index(b"-done") < received.index(b"fast")
+
+
+async def test_full_duplex_echo_streams_the_body_back_while_reading_it() -> None:
+    """The app reads the request body and streams the response at the same time."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan")
+        await send(OK_START)
+        while True:
+            message = await receive()
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": message["body"],
+                    "more_body": message["more_body"],
+                }
+            )
+            if not message["more_body"]:
+                return
+
+    payload = bytes(range(256)) * 4096  # 1 MiB
+
+    def post(url: str) -> bytes:
+        def pieces() -> Any:
+            for start in range(0, len(payload), 65536):
+                yield payload[start : start + 65536]
+
+        with httpx.Client(base_url=url) as client:
+            return client.post("/", content=pieces()).content
+
+    async with serving(app) as server:
+        echoed = await trio.to_thread.run_sync(post, base_url(server))
+    assert echoed == payload
+
+
+async def test_expect_100_continue_is_answered_when_the_app_reads_the_body() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan")
+        body = b""
+        while True:
+            message = await receive()
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        await ok_body(send, b"got " + body)
+
+    async with serving(app) as server:
+        host, port = server.addresses[0]  # type: ignore[misc]
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(
+                b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n"
+                b"expect: 100-continue\r\nconnection: close\r\n\r\n"
+            )
+            interim = await stream.receive_some(1024)
+            assert interim.startswith(b"HTTP/1.1 100 ")
+            await stream.send_all(b"hello")
+            rest = b""
+            while data := await stream.receive_some(1024):
+                rest += data
+    assert rest.startswith(b"HTTP/1.1 200 ") and rest.endswith(b"got hello")
