@@ -51,7 +51,9 @@ class _Phase(enum.IntEnum):
     COMPLETE = 3  # the last body message was sent
 
 
-_DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
+def _disconnect() -> Message:
+    # A fresh dict each time: an app may change the messages it receives.
+    return {"type": "http.disconnect"}
 
 
 @final
@@ -163,9 +165,9 @@ class HTTPCycle:
             self.body_done = True
         if over:
             await trio.lowlevel.checkpoint()
-            return _DISCONNECT
+            return _disconnect()
         await self._wait_over()
-        return _DISCONNECT
+        return _disconnect()
 
     async def _read_body(self) -> Message:
         if self._receiving:
@@ -193,14 +195,14 @@ class HTTPCycle:
             return {"type": "http.request", "body": b"", "more_body": False}
         except ClientDisconnected:
             self._lost()
-            return _DISCONNECT
+            return _disconnect()
         finally:
             self._io = None
             self._receiving = False
         if scope.cancelled_caught:
             # The response ended meanwhile: the connection loop reads from now on.
             self.body_done = True
-            return _DISCONNECT
+            return _disconnect()
         left = self._left
         if left is not None:
             left -= len(chunk)
