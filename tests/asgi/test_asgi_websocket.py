@@ -151,3 +151,24 @@ async def test_an_invalid_handshake_is_refused_before_the_app(server: Any) -> No
     assert answer.startswith(b"HTTP/1.1 426 ")
     assert b"sec-websocket-version: 13" in answer.lower()
     assert seen == []
+
+
+async def test_a_graceful_shutdown_closes_sessions_with_1001_and_tells_the_app() -> None:
+    from trio_upgrade.testing import AppClient
+    from trio_upgrade.ws import ConnectionClosed as SessionClosed
+
+    told: list[Any] = []
+
+    async def waiting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        await receive()
+        await send({"type": "websocket.accept"})
+        told.append(await receive())
+
+    async with AppClient(waiting) as client, client.websocket("/") as ws:
+        client.begin_shutdown()
+        with pytest.raises(SessionClosed) as closed:
+            await ws.receive()
+        assert closed.value.code == 1001
+    assert told == [{"type": "websocket.disconnect", "code": 1001, "reason": told[0]["reason"]}]
