@@ -17,7 +17,7 @@ from typing import Any, final
 
 import trio
 
-from .._wire import simple_response
+from .._wire import response_head, simple_response
 from ..http import Request
 from ..ws import (
     ClientOffer,
@@ -26,7 +26,6 @@ from ..ws import (
     WebSocket,
     WebSocketConfig,
     accept,
-    response_head,
     websocket_session,
 )
 from ._errors import Disconnected, ProtocolError
