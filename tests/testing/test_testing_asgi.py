@@ -108,3 +108,16 @@ def test_the_fixtures_take_an_asgi_app(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(passed=2)
+
+
+async def test_an_asgi_apps_exception_is_raised_again_in_the_test() -> None:
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            raise RuntimeError("no lifespan")
+        raise LookupError("the app's own bug")
+
+    async with AppClient(broken) as client:
+        with pytest.raises(LookupError, match="the app's own bug"):
+            await client.get("/")
+    async with AppClient(broken, raise_server_exceptions=False) as client:
+        assert (await client.get("/")).status_code == 500

@@ -32,7 +32,17 @@ import h11
 import trio
 import trio.testing
 
-from ..asgi import ASGIHandler, Lifespan, LifespanMode, is_asgi_app
+from ..asgi import (
+    ASGIApp,
+    ASGIHandler,
+    Disconnected,
+    Lifespan,
+    LifespanMode,
+    Receive,
+    Scope,
+    Send,
+    is_asgi_app,
+)
 from ..core import Connection, PrefixedStream, Server
 from ..http import (
     ClientDisconnected,
@@ -601,8 +611,8 @@ class AppClient(_Methods):
     An ASGI 3 application (FastAPI, Starlette, Quart-trio...) is served
     through :class:`trio_upgrade.asgi.ASGIHandler`, its lifespan startup run on
     entering and shutdown on leaving (*lifespan* as in
-    :func:`trio_upgrade.asgi.serve`). Its exceptions are logged by the server
-    and answered with 500, not raised again in the test.
+    :func:`trio_upgrade.asgi.serve`); with *raise_server_exceptions* its
+    exceptions are raised again in the test as a native handler's are.
     """
 
     __test__ = False  # not a pytest test class, whatever the name pattern says
@@ -622,9 +632,12 @@ class AppClient(_Methods):
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be http://host or https://host, not {base_url!r}")
-        # An ASGI app's lifespan, run around the server.
+        # An ASGI app's lifespan, run around the server, and the app itself
+        # (each connection wraps it to record its exceptions).
         self._lifespan: Lifespan | None = None
+        self._asgi_app: ASGIApp | None = None
         if is_asgi_app(app):
+            self._asgi_app = app
             self._lifespan = Lifespan(app, mode=lifespan)
             app = ASGIHandler(app, state=self._lifespan.state)
         self.app = app
@@ -722,6 +735,21 @@ class AppClient(_Methods):
             shutdown=conn.shutdown,
         )
         app = self.app
+        asgi_app = self._asgi_app
+        if asgi_app is not None:
+            # An ASGI app's exceptions never leave its handler (the server
+            # answers them): record them where the app raises them.
+            async def recording_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+                try:
+                    await asgi_app(scope, receive, send)
+                except (HTTPError, ClientDisconnected, Disconnected):
+                    raise
+                except Exception as exc:
+                    link.errors.append(exc)
+                    raise
+
+            assert self._lifespan is not None
+            app = ASGIHandler(recording_asgi, state=self._lifespan.state)
 
         async def recording_app(request: Request) -> Response | Takeover:
             try:
