@@ -22,8 +22,10 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "ws": ({"_wire", "core"}, {"trio", "wsproto"}),
     "bridge": ({"_wire", "core", "http", "ws"}, {"trio", "h11", "wsproto"}),
     "proxy": ({"_wire", "core", "http"}, {"trio", "h11"}),
-    "testing": ({"core", "http", "ws", "bridge", "proxy"}, {"trio", "h11", "pytest"}),
-    "cli": ({"core", "http", "ws", "bridge", "proxy"}, {"trio"}),
+    # The other composition of HTTP and WebSocket, for ASGI apps: never the bridge.
+    "asgi": ({"_wire", "core", "http", "ws"}, {"trio"}),
+    "testing": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio", "h11", "pytest"}),
+    "cli": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
 }
 # Layers that must use other layers' public API only (no `_private` modules).
 PUBLIC_ONLY = {"testing", "cli"}
@@ -113,6 +115,11 @@ def test_every_module_respects_its_layer() -> None:
         ("_wire", "import h11\n", False),
         ("http", "from .._wire import response_head\n", False),
         ("testing", "from .._wire import response_head\n", True),
+        ("asgi", "from ..bridge import App\n", True),
+        ("asgi", "import h11\n", True),
+        ("asgi", "from ..ws import websocket_session\n", False),
+        ("cli", "from ..asgi import ASGIHandler\n", False),
+        ("cli", "from ..asgi._http import HTTPCycle\n", True),
     ],
 )
 def test_checker_catches_forbidden_imports(
@@ -136,6 +143,7 @@ def test_checker_catches_forbidden_imports(
         ("trio_upgrade.http", {"wsproto", "trio_upgrade.ws", "trio_upgrade.bridge"}),
         ("trio_upgrade.ws", {"trio_upgrade.http", "trio_upgrade.bridge"}),
         ("trio_upgrade.proxy", {"wsproto", "trio_upgrade.ws", "trio_upgrade.bridge"}),
+        ("trio_upgrade.asgi", {"trio_upgrade.bridge", "trio_upgrade.proxy"}),
     ],
 )
 def test_importing_a_layer_loads_only_what_it_needs(module: str, absent: set[str]) -> None:

@@ -4,7 +4,15 @@
 
     trio-upgrade serve myproject.web:app --bind 127.0.0.1:8000 --bind unix:/run/web.sock
     trio-upgrade serve myproject.web:create_app --factory --access-log
+    trio-upgrade serve main:app              # a FastAPI/Starlette/Quart-trio app: ASGI
     trio-upgrade proxy --bind 0.0.0.0:8080 --route /=unix:/run/web.sock --route /api=http://127.0.0.1:9000
+
+``serve`` tells an ASGI 3 application (``app(scope, receive, send)``) from a
+native handler (``app(request)``) by its signature, as uvicorn's
+``--interface auto`` does; ``--interface asgi|native`` says which. ASGI apps
+get their lifespan (``--lifespan auto|on|off``); a failed startup exits with
+status 3 and the app's message. The module is imported from ``--app-dir``
+(the current directory by default).
 
 Both run until SIGINT or SIGTERM and then shut down gracefully (a second
 signal stops at once). Uses the public API only.
@@ -24,6 +32,7 @@ from typing import Any
 
 import trio
 
+from .asgi import ASGIHandler, Lifespan, LifespanFailure, is_asgi_app
 from .core import run_until_signal
 from .http import Handler, HTTPConfig, create_server
 from .proxy import Proxy
@@ -33,14 +42,16 @@ __all__ = ["load_app", "main"]
 logger = logging.getLogger("trio_upgrade")
 
 
-def load_app(spec: str, *, factory: bool = False) -> Handler:
-    """Import ``"package.module:attribute"`` (an App, Router or handler); call it with
-    *factory*. The current directory is importable, as with ``python -m``."""
+def load_app(spec: str, *, factory: bool = False, app_dir: str | None = None) -> Any:
+    """Import ``"package.module:attribute"`` (an App, a Router, a handler or an ASGI
+    app); call it with *factory*. *app_dir* (default: the current directory) is
+    put first on ``sys.path``, as uvicorn's ``--app-dir`` does."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"{spec!r}: expected 'module:attribute', e.g. 'myapp.web:app'")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    directory = os.path.abspath(app_dir if app_dir is not None else os.getcwd())
+    if app_dir is not None or ("" not in sys.path and directory not in sys.path):
+        sys.path.insert(0, directory)
     module = importlib.import_module(module_name)
     obj: Any = module
     for part in attribute.split("."):
@@ -48,8 +59,8 @@ def load_app(spec: str, *, factory: bool = False) -> Handler:
     if factory:
         obj = obj()
     if not callable(obj):
-        raise TypeError(f"{spec!r} is not an HTTP handler (an App, a Router or a callable)")
-    return obj  # type: ignore[no-any-return]
+        raise TypeError(f"{spec!r} is not an app (an App, a Router, a handler or an ASGI app)")
+    return obj
 
 
 def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -103,6 +114,24 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve an App, Router or handler")
     serve.add_argument("app", help="module:attribute, e.g. myapp.web:app")
     serve.add_argument("--factory", action="store_true", help="call the attribute to get the app")
+    serve.add_argument(
+        "--interface",
+        choices=["auto", "asgi", "native"],
+        default="auto",
+        help="ASGI 3 app or native handler (default: tell by the signature)",
+    )
+    serve.add_argument(
+        "--app-dir", default=".", help="directory to import the app from (default: .)"
+    )
+    serve.add_argument(
+        "--lifespan",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="ASGI lifespan events (auto: when the app supports them)",
+    )
+    serve.add_argument(
+        "--root-path", default="", help="ASGI root_path: the prefix a proxy in front removed"
+    )
     _add_server_options(serve)
 
     proxy = commands.add_parser("proxy", help="run a reverse proxy")
@@ -117,6 +146,11 @@ def _parser() -> argparse.ArgumentParser:
     proxy.add_argument("--keep-prefix", action="store_true", help="forward paths with their prefix")
     _add_server_options(proxy)
     return parser
+
+
+async def _serve_asgi(app: Any, args: argparse.Namespace) -> None:
+    async with Lifespan(app, mode=args.lifespan) as state:
+        await _serve(ASGIHandler(app, root_path=args.root_path, state=state), args)
 
 
 async def _serve(app: Handler, args: argparse.Namespace) -> None:
@@ -153,11 +187,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "serve":
         try:
-            app = load_app(args.app, factory=args.factory)
+            app = load_app(args.app, factory=args.factory, app_dir=args.app_dir)
         except (ImportError, AttributeError, ValueError, TypeError) as exc:
             print(f"trio-upgrade: cannot load {args.app!r}: {exc}", file=sys.stderr)
             return 2
-        trio.run(_serve, app, args)
+        asgi = args.interface == "asgi" or (args.interface == "auto" and is_asgi_app(app))
+        if not asgi:
+            trio.run(_serve, app, args)
+            return 0
+        try:
+            trio.run(_serve_asgi, app, args)
+        except LifespanFailure as exc:
+            print(f"trio-upgrade: {exc}", file=sys.stderr)
+            return 3
         return 0
     proxy = Proxy(dict(args.route), strip_prefix=not args.keep_prefix)
 

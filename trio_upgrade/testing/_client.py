@@ -32,6 +32,17 @@ import h11
 import trio
 import trio.testing
 
+from ..asgi import (
+    ASGIApp,
+    ASGIHandler,
+    Disconnected,
+    Lifespan,
+    LifespanMode,
+    Receive,
+    Scope,
+    Send,
+    is_asgi_app,
+)
 from ..core import Connection, PrefixedStream, Server
 from ..http import (
     ClientDisconnected,
@@ -596,6 +607,12 @@ class AppClient(_Methods):
 
     Works under ``trio.testing.MockClock(autojump_threshold=0)``: the app's
     timeouts (keep-alive, header, body, WebSocket ping) then pass instantly.
+
+    An ASGI 3 application (FastAPI, Starlette, Quart-trio...) is served
+    through :class:`trio_upgrade.asgi.ASGIHandler`, its lifespan startup run on
+    entering and shutdown on leaving (*lifespan* as in
+    :func:`trio_upgrade.asgi.serve`); with *raise_server_exceptions* its
+    exceptions are raised again in the test as a native handler's are.
     """
 
     __test__ = False  # not a pytest test class, whatever the name pattern says
@@ -610,10 +627,19 @@ class AppClient(_Methods):
         grace_period: float = 10.0,
         max_connections: int = 1000,
         server_address: Address = ("127.0.0.1", 80),
+        lifespan: LifespanMode = "auto",
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"base_url must be http://host or https://host, not {base_url!r}")
+        # An ASGI app's lifespan, run around the server, and the app itself
+        # (each connection wraps it to record its exceptions).
+        self._lifespan: Lifespan | None = None
+        self._asgi_app: ASGIApp | None = None
+        if is_asgi_app(app):
+            self._asgi_app = app
+            self._lifespan = Lifespan(app, mode=lifespan)
+            app = ASGIHandler(app, state=self._lifespan.state)
         self.app = app
         self.config = config or HTTPConfig()
         self.host = parts.netloc
@@ -645,12 +671,16 @@ class AppClient(_Methods):
     async def __aenter__(self) -> AppClient:
         if self._nursery_manager is not None:
             raise RuntimeError("an AppClient can be entered only once")
+        if self._lifespan is not None:
+            await self._lifespan.__aenter__()
         self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
         try:
             await self._nursery.start(self._server.serve)
         except BaseException as exc:
             await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
+            if self._lifespan is not None:
+                await self._lifespan.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -669,6 +699,9 @@ class AppClient(_Methods):
             self._server.cancel_connections()
             nursery.cancel_scope.cancel()
         await self._nursery_manager.__aexit__(None, None, None)
+        if self._lifespan is not None:
+            # Shutdown after the drain, as a real server does.
+            await self._lifespan.__aexit__(exc_type, exc, tb)
         return False
 
     async def shutdown(self) -> None:
@@ -702,6 +735,21 @@ class AppClient(_Methods):
             shutdown=conn.shutdown,
         )
         app = self.app
+        asgi_app = self._asgi_app
+        if asgi_app is not None:
+            # An ASGI app's exceptions never leave its handler (the server
+            # answers them): record them where the app raises them.
+            async def recording_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+                try:
+                    await asgi_app(scope, receive, send)
+                except (HTTPError, ClientDisconnected, Disconnected):
+                    raise
+                except Exception as exc:
+                    link.errors.append(exc)
+                    raise
+
+            assert self._lifespan is not None
+            app = ASGIHandler(recording_asgi, state=self._lifespan.state)
 
         async def recording_app(request: Request) -> Response | Takeover:
             try:

@@ -6,10 +6,11 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import final
+from typing import Any, final
 
 import trio
 
+from ..asgi import ASGIHandler, Lifespan, is_asgi_app
 from ..core import Server
 from ..http import Handler, HTTPConfig, serve
 
@@ -54,7 +55,7 @@ class LiveServer:
 
 @asynccontextmanager
 async def open_live_server(
-    app: Handler,
+    app: Handler | Any,
     *,
     host: str = "127.0.0.1",
     config: HTTPConfig | None = None,
@@ -66,8 +67,21 @@ async def open_live_server(
     This is :func:`trio_upgrade.http.serve` on real sockets, for tests that
     drive the app with third-party clients (httpx, websockets, a browser) or
     need the OS in the loop. Leaving the block shuts the server down
-    gracefully; if the block raised, at once.
+    gracefully; if the block raised, at once. An ASGI 3 application is
+    served through :class:`trio_upgrade.asgi.ASGIHandler`, inside its lifespan.
     """
+    if is_asgi_app(app):
+        async with Lifespan(app) as state:
+            handler = ASGIHandler(app, state=state)
+            async with open_live_server(
+                handler,
+                host=host,
+                config=config,
+                ssl_context=ssl_context,
+                grace_period=grace_period,
+            ) as live:
+                yield live
+        return
     bind = f"[{host}]:0" if ":" in host else f"{host}:0"
     error: BaseException | None = None
     async with trio.open_nursery() as nursery:
