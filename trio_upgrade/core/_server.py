@@ -20,6 +20,7 @@ import errno
 import logging
 import math
 import os
+import socket as _stdlib_socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,10 @@ _OVERLOAD_TIMEOUT = 1.0
 _OVERLOAD_READ_LIMIT = 64 * 1024
 _MAX_ANSWERING = 64
 _REFUSAL_LOG_INTERVAL = 60.0
+# How much of what a newcomer sent is peeked at (see Server's shed_for).
+_PEEK_SIZE = 4096
+_CAN_PEEK = hasattr(_stdlib_socket, "MSG_DONTWAIT")  # not on Windows
+_PEEK_FLAGS = _stdlib_socket.MSG_PEEK | getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 
 Address = tuple[str, int] | str
 
@@ -298,6 +303,16 @@ class Server:
       host (TCP; Unix-socket clients are not counted); past it, that client's
       new connections get the overload answer. ``None``: no such limit.
 
+    *shed_for* (optional) judges a newcomer at a full server by what it has
+    sent already, peeked at without reading (up to 4 KiB; TCP and Unix sockets
+    only): when it returns false, the newcomer is closed at once, without the
+    overload answer, instead of taking a sheddable connection's place. A
+    newcomer that has sent nothing yet, or 4 KiB or more, is always worth
+    shedding for. This keeps the connections that crowd a server cheap to turn
+    away: HTTP passes "the request head is complete", so a slowloris client
+    queued behind others costs an accept and a close, while a client that sent
+    its whole request gets in.
+
     The overload answer is *overload_response* (bytes, or a function returning
     them, called each time), written with a short timeout (1 s, which also
     bounds reading what the client sent before closing, so that the close does
@@ -318,6 +333,7 @@ class Server:
         max_connections: int | None = None,
         max_connections_per_client: int | None = None,
         overload_response: OverloadResponse | None = None,
+        shed_for: Callable[[bytes], bool] | None = None,
         grace_period: float = 10.0,
     ) -> None:
         if max_connections is None:
@@ -335,6 +351,7 @@ class Server:
         self.max_connections = max_connections
         self.max_connections_per_client = max_connections_per_client
         self.overload_response = overload_response
+        self.shed_for = shed_for
         self._capacity = _Capacity()
         # Cancelled to stop the accept loops (aclose() or outer cancellation).
         self._accept_scope = trio.CancelScope()
@@ -466,22 +483,49 @@ class Server:
                 raise
             # Admission is synchronous from here to start_soon, so that every
             # accept loop sees the counts the others left.
-            client, server = _stream_addresses(stream)
+            client = server = None  # Connection reads them, unless read here
             host: str | None = None
-            if per_client is not None and isinstance(client, tuple):
+            if per_client is not None:
+                client, server = _stream_addresses(stream)
+            if isinstance(client, tuple):
                 host = client[0]
                 if capacity.per_client.get(host, 0) >= per_client:
                     self._log_refusal("connections from %s reached %d", host, per_client)
                     await self._refuse(stream, conns)
                     continue
-            if capacity.active - capacity.shedding >= self.max_connections and not self._shed():
-                self._log_refusal("max_connections (%d) reached", self.max_connections)
-                await self._refuse(stream, conns)
-                continue
+            if capacity.active - capacity.shedding >= self.max_connections:
+                if not self._worth_shedding_for(stream):
+                    # Turned away as cheaply as possible: no task, no answer.
+                    self._log_refusal("max_connections (%d) reached", self.max_connections)
+                    await trio.aclose_forcefully(stream)
+                    continue
+                if not self._shed():
+                    self._log_refusal("max_connections (%d) reached", self.max_connections)
+                    await self._refuse(stream, conns)
+                    continue
             capacity.active += 1
             if host is not None:
                 capacity.per_client[host] = capacity.per_client.get(host, 0) + 1
             conns.start_soon(self._run_one, stream, client, server, host)
+
+    def _worth_shedding_for(self, stream: trio.abc.Stream) -> bool:
+        """Whether *stream*, arriving at a full server, may take a sheddable one's place."""
+        shed_for = self.shed_for
+        if shed_for is None or not _CAN_PEEK:
+            return True
+        if not isinstance(stream, trio.SocketStream):
+            return True  # TLS: the bytes are a handshake, nothing to judge
+        sock = stream.socket
+        # A second socket object on the same descriptor, detached before it
+        # can close it: trio's sockets cannot read without waiting.
+        peeker = _stdlib_socket.socket(sock.family, sock.type, sock.proto, sock.fileno())
+        try:
+            data = peeker.recv(_PEEK_SIZE, _PEEK_FLAGS)
+        except OSError:
+            return True  # nothing sent yet (or an error the handler will meet)
+        finally:
+            peeker.detach()
+        return not data or len(data) >= _PEEK_SIZE or shed_for(data)
 
     def _shed(self) -> bool:
         """Cancel the connection sheddable for longest; False when there is none."""

@@ -26,6 +26,12 @@ _OVERLOAD_FIELDS = ((b"retry-after", b"1"),)
 _overload_response = functools.partial(simple_response, 503, _OVERLOAD_FIELDS)
 
 
+def _head_complete(data: bytes) -> bool:
+    """Whether *data* holds the blank line that ends a request head (a bare LF too, as h11
+    accepts): at a full server, only such a newcomer makes room by shedding another."""
+    return b"\n\r\n" in data or b"\n\n" in data
+
+
 async def create_server(
     app: Handler,
     *binds: str | Bind,
@@ -43,7 +49,8 @@ async def create_server(
     Connection limits are the Server's (*max_connections*: ``None`` derives it
     from the file-descriptor limit; *max_connections_per_client*); a client past
     one gets ``503 Service Unavailable`` with ``Retry-After: 1`` and a close.
-    While full, a connection waiting for a request head makes room for a new one.
+    While full, a connection waiting for a request head makes room for a new one
+    that has sent its whole request head (or nothing yet).
     """
     config = config or HTTPConfig()
     opened = list(listeners)
@@ -62,6 +69,7 @@ async def create_server(
         max_connections=max_connections,
         max_connections_per_client=max_connections_per_client,
         overload_response=_overload_response,
+        shed_for=_head_complete,
         grace_period=grace_period,
     )
 
