@@ -7,6 +7,8 @@ unread data).
 
 from __future__ import annotations
 
+import contextlib
+import socket as stdlib_socket
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
@@ -377,6 +379,96 @@ async def test_a_connection_shed_just_before_it_cleared_the_flag_can_tell() -> N
         await trio.testing.wait_all_tasks_blocked()
         assert server.connection_count == 1
         server.cancel_connections()
+        await server.aclose()
+
+
+def _connect_and_send(port: int, data: bytes) -> trio.SocketStream:
+    """Connect and send without yielding to trio: the bytes are in the server's
+    socket buffer before its accept loop can run."""
+    sock = stdlib_socket.create_connection(("127.0.0.1", port))
+    if data:
+        sock.sendall(data)
+    sock.setblocking(False)
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
+def _whole(data: bytes) -> bool:
+    return data.endswith(b".")
+
+
+async def test_shed_for_turns_away_a_newcomer_it_judges_unworthy_without_an_answer() -> None:
+    handler = Recorder(sheddable=True)
+    async with trio.open_nursery() as nursery:
+        server = await _start(
+            nursery,
+            handler,
+            await open_listeners("127.0.0.1:0"),
+            max_connections=1,
+            overload_response=BUSY,
+            shed_for=_whole,
+        )
+        port = tcp(server.addresses[0])[1]
+        first = _connect_and_send(port, b"")
+        await handler.wait_until(1)
+        partial = _connect_and_send(port, b"half a mess")
+        with trio.fail_after(30):  # hang guard
+            # No answer: EOF, or a reset (the server never read what it sent).
+            with contextlib.suppress(trio.BrokenResourceError):
+                assert await receive_until_eof(partial) == b""
+        assert [c.shed for c in handler.conns] == [False]
+        whole = _connect_and_send(port, b"a whole message.")
+        await handler.wait_until(2)
+        assert [c.shed for c in handler.conns] == [True, False]
+        handler.release.set()
+        for client in (first, partial, whole):
+            await client.aclose()
+        await server.aclose()
+
+
+async def test_shed_for_is_not_asked_about_a_newcomer_that_has_sent_nothing_yet() -> None:
+    handler = Recorder(sheddable=True)
+    asked: list[bytes] = []
+
+    def shed_for(data: bytes) -> bool:
+        asked.append(data)
+        return False
+
+    async with trio.open_nursery() as nursery:
+        server = await _start(
+            nursery,
+            handler,
+            await open_listeners("127.0.0.1:0"),
+            max_connections=1,
+            shed_for=shed_for,
+        )
+        port = tcp(server.addresses[0])[1]
+        first = _connect_and_send(port, b"")
+        await handler.wait_until(1)
+        silent = _connect_and_send(port, b"")
+        await handler.wait_until(2)
+        big = _connect_and_send(port, b"x" * 5000)  # 4 KiB or more: always worth it
+        await handler.wait_until(3)
+        assert [c.shed for c in handler.conns] == [True, True, False]
+        assert asked == []
+        handler.release.set()
+        for client in (first, silent, big):
+            await client.aclose()
+        await server.aclose()
+
+
+async def test_shed_for_does_not_judge_streams_it_cannot_peek_at() -> None:
+    listener = MemoryListener()
+    handler = Recorder(sheddable=True)
+    async with trio.open_nursery() as nursery:
+        server = await _start(
+            nursery, handler, [listener], max_connections=1, shed_for=lambda data: False
+        )
+        await listener.connect()
+        await handler.wait_until(1)
+        await listener.connect()
+        await handler.wait_until(2)
+        assert [c.shed for c in handler.conns] == [True, False]
+        handler.release.set()
         await server.aclose()
 
 

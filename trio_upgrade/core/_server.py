@@ -483,16 +483,19 @@ class Server:
                 raise
             # Admission is synchronous from here to start_soon, so that every
             # accept loop sees the counts the others left.
-            client = server = None  # Connection reads them, unless read here
+            # Connection reads the addresses, unless the per-client limit needs
+            # them here.
+            client: Address | None = None
+            server: Address | None = None
             host: str | None = None
             if per_client is not None:
                 client, server = _stream_addresses(stream)
-            if isinstance(client, tuple):
-                host = client[0]
-                if capacity.per_client.get(host, 0) >= per_client:
-                    self._log_refusal("connections from %s reached %d", host, per_client)
-                    await self._refuse(stream, conns)
-                    continue
+                if isinstance(client, tuple):
+                    host = client[0]
+                    if capacity.per_client.get(host, 0) >= per_client:
+                        self._log_refusal("connections from %s reached %d", host, per_client)
+                        await self._refuse(stream, conns)
+                        continue
             if capacity.active - capacity.shedding >= self.max_connections:
                 if not self._worth_shedding_for(stream):
                     # Turned away as cheaply as possible: no task, no answer.
