@@ -164,13 +164,13 @@ async def test_thousands_of_reconnecting_slowloris_connections_do_not_stop_norma
             await wait_for_connections(server, 500)
             statuses = []
             async with _client() as http:
-                for _ in range(50):
+                for _ in range(20):
                     response = await http.get(
                         f"http://127.0.0.1:{port}/", headers={"connection": "close"}
                     )
                     statuses.append(response.status_code)
             attack.cancel_scope.cancel()
-        assert statuses == [200] * 50
+        assert statuses == [200] * 20
 
 
 @pytest.mark.security
