@@ -314,7 +314,13 @@ def main() -> None:
     options = parser.parse_args()
     raise_fd_limit()
     if options.serve is not None:
-        run_server(options.serve)
+        profile = os.environ.get("SLOWLORIS_PROFILE")  # a path: cProfile the server
+        if profile:
+            import cProfile
+
+            cProfile.runctx("run_server(options.serve)", globals(), locals(), profile)
+        else:
+            run_server(options.serve)
     elif options.attack is not None:
         port, attackers, trickle = options.attack
         run_attacker(int(port), int(attackers), float(trickle))

@@ -10,6 +10,10 @@ or cancelling the scope around :meth:`Server.serve`):
    and close (HTTP answers the request in flight with ``Connection: close``;
    a WebSocket session closes with 1001);
 3. after the grace period, whatever is still running is cancelled.
+
+Connection limits never stop the accepting: a client past one is answered (or
+closed) at once, and a full server sheds the connection that has waited
+longest for its protocol to have work (see :class:`Server`).
 """
 
 from __future__ import annotations
