@@ -1,4 +1,4 @@
-"""The serve loop: accepting, per-connection nurseries, limits, errors, graceful shutdown.
+"""The serve loop: accepting, per-connection nurseries, errors, graceful shutdown.
 
 In-memory listeners with a MockClock where only trio's scheduling matters; real
 loopback sockets where the OS does (addresses, TLS, refused connects).
@@ -124,6 +124,7 @@ async def test_serve_runs_only_once() -> None:
     "options",
     [
         {"max_connections": 0},
+        {"max_connections_per_client": 0},
         {"grace_period": -1.0},
         {"grace_period": math.nan},
     ],
@@ -434,123 +435,7 @@ async def test_other_accept_errors_end_serve_with_that_error() -> None:
     assert listener.closed
 
 
-# ------------------------------------------------------------------- limits
-
-
-async def test_max_connections_holds_back_the_next_connection_until_one_ends() -> None:
-    listener = MemoryListener()
-    started: list[int] = []
-    releases = [trio.Event() for _ in range(3)]
-
-    async def handler(conn: Connection) -> None:
-        number = len(started)
-        started.append(number)
-        await releases[number].wait()
-
-    async with trio.open_nursery() as nursery:
-        running = await _serve(nursery, handler, [listener], max_connections=2)
-        for _ in range(3):
-            await listener.connect()  # the third one waits, as in a backlog
-        await trio.testing.wait_all_tasks_blocked()
-        assert started == [0, 1]
-        assert listener.accepted == 2
-        assert running.server.connection_count == 2
-
-        releases[0].set()
-        await trio.testing.wait_all_tasks_blocked()
-        assert started == [0, 1, 2]
-        assert running.server.connection_count == 2
-
-        releases[1].set()
-        releases[2].set()
-        await trio.testing.wait_all_tasks_blocked()
-        assert running.server.connection_count == 0
-        await running.stop("aclose")
-
-
-async def test_max_connections_holds_back_a_real_tcp_client_until_one_ends() -> None:
-    """The third client connects at TCP level (backlog), but its handler waits."""
-    listeners = await open_listeners("127.0.0.1:0")
-    started: list[int] = []
-    releases = [trio.Event() for _ in range(3)]
-    arrivals = [trio.Event() for _ in range(3)]
-
-    async def handler(conn: Connection) -> None:
-        number = len(started)
-        started.append(number)
-        arrivals[number].set()
-        await releases[number].wait()
-        await conn.stream.send_all(b"%d" % number)
-
-    async with trio.open_nursery() as nursery:
-        running = await _serve(nursery, handler, listeners, max_connections=2)
-        host, port = tcp(running.server.addresses[0])
-        clients = [await trio.open_tcp_stream(host, port) for _ in range(3)]
-        with trio.fail_after(30):  # hang guard
-            await arrivals[1].wait()
-            # The third client is connected (backlog) but its handler has not run.
-            assert started == [0, 1]
-            releases[0].set()
-            assert await receive_until_eof(clients[0]) == b"0"
-            await arrivals[2].wait()  # the third handler starts only now
-            assert started == [0, 1, 2]
-            releases[1].set()
-            releases[2].set()
-            assert await receive_until_eof(clients[2]) == b"2"
-        for client in clients:
-            await client.aclose()
-        await running.stop("aclose")
-
-
-async def test_an_idle_listener_does_not_use_up_a_connection_slot() -> None:
-    """With two listeners and max_connections=2, one listener can take both."""
-    busy, idle = MemoryListener(), MemoryListener()
-    started = 0
-    release = trio.Event()
-
-    async def handler(conn: Connection) -> None:
-        nonlocal started
-        started += 1
-        await release.wait()
-
-    async with trio.open_nursery() as nursery:
-        running = await _serve(nursery, handler, [busy, idle], max_connections=2)
-        await busy.connect()
-        await busy.connect()
-        await trio.testing.wait_all_tasks_blocked()
-        assert started == 2
-        # A connection on the other listener is accepted but must wait.
-        await idle.connect()
-        await trio.testing.wait_all_tasks_blocked()
-        assert started == 2
-        release.set()
-        await trio.testing.wait_all_tasks_blocked()
-        assert started == 3
-        await running.stop("aclose")
-
-
-async def test_connection_waiting_for_a_slot_is_closed_on_shutdown_unserved(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """Accepted while the server was full, it never reaches a handler."""
-    first, second = MemoryListener(), MemoryListener()
-    served: list[str] = []
-
-    async def handler(conn: Connection) -> None:
-        served.append("handler")
-        with conn.shutdown.idle():
-            await trio.sleep_forever()
-
-    async with trio.open_nursery() as nursery:
-        running = await _serve(nursery, handler, [first, second], max_connections=1)
-        await first.connect()
-        await trio.testing.wait_all_tasks_blocked()
-        waiting = await second.connect()
-        await trio.testing.wait_all_tasks_blocked()
-        assert second.accepted == 1
-        await running.stop("aclose")
-    assert served == ["handler"]
-    assert await receive_until_eof(waiting) == b""
+# Connection limits and shedding: test_capacity.py
 
 
 # ---------------------------------------------------------- graceful shutdown

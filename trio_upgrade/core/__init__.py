@@ -1,4 +1,5 @@
-"""Layer 0: listeners, the serve loop, graceful shutdown, prefetched-bytes streams.
+"""Layer 0: listeners, the serve loop, connection limits, graceful shutdown, prefetched-bytes
+streams.
 
 Imports only trio and the standard library.
 """
@@ -16,13 +17,21 @@ from ._binds import (
 from ._errors import TrioUpgradeError
 from ._prefixed import PrefixedStream
 from ._run import run_until_signal
-from ._server import Connection, ConnectionHandler, Server, Shutdown, current_connection
+from ._server import (
+    Connection,
+    ConnectionHandler,
+    OverloadResponse,
+    Server,
+    Shutdown,
+    current_connection,
+)
 
 __all__ = [
     "Bind",
     "BindError",
     "Connection",
     "ConnectionHandler",
+    "OverloadResponse",
     "PrefixedStream",
     "Server",
     "Shutdown",

@@ -10,6 +10,10 @@ or cancelling the scope around :meth:`Server.serve`):
    and close (HTTP answers the request in flight with ``Connection: close``;
    a WebSocket session closes with 1001);
 3. after the grace period, whatever is still running is cancelled.
+
+Connection limits never stop the accepting: a client past one is answered (or
+closed) at once, and a full server sheds the connection that has waited
+longest for its protocol to have work (see :class:`Server`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import errno
 import logging
 import math
 import os
+import socket as _stdlib_socket
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import final
@@ -27,10 +33,12 @@ from typing import final
 import trio
 
 from ._binds import listener_address
+from ._limits import fd_limit_connections, raise_fd_limit
 
 __all__ = [
     "Connection",
     "ConnectionHandler",
+    "OverloadResponse",
     "Server",
     "Shutdown",
     "current_connection",
@@ -41,6 +49,16 @@ logger = logging.getLogger("trio_upgrade")
 # accept(2) errors that mean "overloaded, try again soon" rather than "broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_DELAY = 0.1
+# The overload answer: how long it may take to write (and to read what the
+# client sent, before closing), how much is read, and how many at a time.
+_OVERLOAD_TIMEOUT = 1.0
+_OVERLOAD_READ_LIMIT = 64 * 1024
+_MAX_ANSWERING = 64
+_REFUSAL_LOG_INTERVAL = 60.0
+# How much of what a newcomer sent is peeked at (see Server's shed_for).
+_PEEK_SIZE = 4096
+_CAN_PEEK = hasattr(_stdlib_socket, "MSG_DONTWAIT")  # not on Windows
+_PEEK_FLAGS = _stdlib_socket.MSG_PEEK | getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
 
 Address = tuple[str, int] | str
 
@@ -117,7 +135,17 @@ class Connection:
     listener (tests, the in-memory client) can build one directly.
     """
 
-    __slots__ = ("client", "nursery", "server", "shutdown", "stream", "tls")
+    __slots__ = (
+        "_capacity",
+        "_shed",
+        "_sheddable",
+        "client",
+        "nursery",
+        "server",
+        "shutdown",
+        "stream",
+        "tls",
+    )
 
     def __init__(
         self,
@@ -141,6 +169,48 @@ class Connection:
         self.client = client
         self.server = server
         self.shutdown = shutdown if shutdown is not None else Shutdown()
+        # See the `sheddable` property. The server's bookkeeping (None when the
+        # connection was built without a server), and whether the server shed it.
+        self._sheddable = False
+        self._capacity: _Capacity | None = None
+        self._shed = False
+
+    @property
+    def sheddable(self) -> bool:
+        """Whether the server may close this connection to make room for a new one.
+
+        False until the protocol says otherwise. A protocol sets it while the
+        connection holds nothing anyone waits for (HTTP: while waiting for, or
+        reading, a request head) and clears it as soon as it does (a request
+        in progress, a WebSocket session). When a connection arrives at a full
+        server, the connection sheddable for longest is cancelled (its
+        nursery's cancel scope) to make room.
+
+        Shedding cancels at once, so a protocol must check :attr:`shed` right
+        after clearing the flag, before its next checkpoint: the work it was
+        about to start would only be cancelled.
+        """
+        return self._sheddable
+
+    @sheddable.setter
+    def sheddable(self, value: bool) -> None:
+        if value == self._sheddable:
+            return
+        self._sheddable = value
+        capacity = self._capacity
+        if capacity is not None and not self._shed:
+            if value:
+                capacity.idle[self] = None
+            else:
+                del capacity.idle[self]
+
+    @property
+    def shed(self) -> bool:
+        """True once the server has cancelled this connection to make room.
+
+        See :attr:`sheddable`.
+        """
+        return self._shed
 
     def __repr__(self) -> str:
         return f"<Connection client={self.client!r} server={self.server!r} tls={self.tls}>"
@@ -187,6 +257,30 @@ def _normalize(name: object) -> Address:
 
 ConnectionHandler = Callable[[Connection], Awaitable[object]]
 
+OverloadResponse = bytes | Callable[[], bytes]
+
+
+@final
+class _Capacity:
+    """A server's connection counts, and the connections it may shed, oldest first."""
+
+    __slots__ = ("active", "answering", "full_logged", "idle", "per_client", "shedding")
+
+    def __init__(self) -> None:
+        # Connections admitted whose task has not ended (shed ones included).
+        self.active = 0
+        # Shed connections still ending: their slots already went to newcomers.
+        self.shedding = 0
+        # Overload answers being written right now.
+        self.answering = 0
+        # When the limit was last logged (rate-limits the warning).
+        self.full_logged = -math.inf
+        # Sheddable connections, in the order they became sheddable: O(1) to
+        # add, remove, and take the oldest.
+        self.idle: OrderedDict[Connection, None] = OrderedDict()
+        # Connections per client host, with max_connections_per_client only.
+        self.per_client: dict[str, int] = {}
+
 
 @final
 class Server:
@@ -199,13 +293,40 @@ class Server:
     its own task with its own nursery (:attr:`Connection.nursery`); an
     exception escaping a handler is logged and ends that connection only.
 
-    At most *max_connections* handlers run at once; above that, accepting
-    waits (the kernel's backlog holds new arrivals). With several listeners,
-    each may hold one accepted stream waiting for a slot; such a stream is
-    closed unserved if the server shuts down first. *grace_period* (seconds,
-    ``math.inf`` for none) bounds a graceful shutdown (see the module
-    docstring). Errors a handler raises while it is being cancelled at the end
-    of the grace period are logged like any other.
+    Limits (accepting never stops, so a client past a limit hears at once
+    instead of waiting unanswered in the kernel's backlog):
+
+    - *max_connections*: at most this many connections are served at once.
+      ``None`` (the default) derives it from the process's file-descriptor
+      limit, which is first raised to its hard limit where the OS allows: the
+      soft limit minus a tenth (at least 100, at most half) for the process's
+      other files. A connection arriving at the limit takes the place of the
+      connection that has been :attr:`~Connection.sheddable` for longest,
+      which is cancelled; when none is, it gets the overload answer.
+    - *max_connections_per_client*: at most this many at once from one client
+      host (TCP; Unix-socket clients are not counted); past it, that client's
+      new connections get the overload answer. ``None``: no such limit.
+
+    *shed_for* (optional) judges a newcomer at a full server by what it has
+    sent already, peeked at without reading (up to 4 KiB; TCP and Unix sockets
+    only): when it returns false, the newcomer is closed at once, without the
+    overload answer, instead of taking a sheddable connection's place. A
+    newcomer that has sent nothing yet, or 4 KiB or more, is always worth
+    shedding for. This keeps the connections that crowd a server cheap to turn
+    away: HTTP passes "the request head is complete", so a slowloris client
+    queued behind others costs an accept and a close, while a client that sent
+    its whole request gets in.
+
+    The overload answer is *overload_response* (bytes, or a function returning
+    them, called each time), written with a short timeout (1 s, which also
+    bounds reading what the client sent before closing, so that the close does
+    not reset the answer away); then the connection is closed. ``None``: the
+    connection is closed at once. At most 64 answers are written at a time;
+    past that, refused connections are closed at once.
+
+    *grace_period* (seconds, ``math.inf`` for none) bounds a graceful shutdown
+    (see the module docstring). Errors a handler raises while it is being
+    cancelled at the end of the grace period are logged like any other.
     """
 
     def __init__(
@@ -213,22 +334,29 @@ class Server:
         handler: ConnectionHandler,
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
         *,
-        max_connections: int = 1000,
+        max_connections: int | None = None,
+        max_connections_per_client: int | None = None,
+        overload_response: OverloadResponse | None = None,
+        shed_for: Callable[[bytes], bool] | None = None,
         grace_period: float = 10.0,
     ) -> None:
+        if max_connections is None:
+            max_connections = fd_limit_connections(raise_fd_limit())
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if max_connections_per_client is not None and max_connections_per_client < 1:
+            raise ValueError("max_connections_per_client must be >= 1")
         if not grace_period >= 0:  # also rejects NaN
             raise ValueError("grace_period must be >= 0")
         self.handler = handler
         self.listeners = list(listeners)
         self.grace_period = grace_period
         self.shutdown = Shutdown()
-        # Accept waits for a token; a connection holds one until it ends. A
-        # Semaphore, not a CapacityLimiter: the token is taken by the accept
-        # loop and given back by the connection's task.
-        self._limiter = trio.Semaphore(max_connections)
         self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client
+        self.overload_response = overload_response
+        self.shed_for = shed_for
+        self._capacity = _Capacity()
         # Cancelled to stop the accept loops (aclose() or outer cancellation).
         self._accept_scope = trio.CancelScope()
         # Set when the server stops serving; lets the connection nursery close
@@ -239,7 +367,6 @@ class Server:
         # Set when serve() has completely finished (every connection ended).
         self._finished = trio.Event()
         self._started = False
-        self._active = 0
         # Bound addresses, read on first use (closed sockets can't tell them).
         self._addresses: list[Address] | None = None
         # One cancel scope per running connection (its own nursery's).
@@ -267,8 +394,8 @@ class Server:
 
     @property
     def connection_count(self) -> int:
-        """Connections being served right now."""
-        return self._active
+        """Connections being served right now (shed ones still ending included)."""
+        return self._capacity.active
 
     async def serve(
         self, *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
@@ -342,12 +469,9 @@ class Server:
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], conns: trio.Nursery
     ) -> None:
+        capacity = self._capacity
+        per_client = self.max_connections_per_client
         while True:
-            # Wait for a free slot without holding it while accept() blocks:
-            # with several listeners, an idle listener holding a token would
-            # keep the server below max_connections.
-            await self._limiter.acquire()
-            self._limiter.release()
             try:
                 stream = await listener.accept()
             except OSError as exc:
@@ -361,21 +485,119 @@ class Server:
                     await trio.sleep(_ACCEPT_RETRY_DELAY)
                     continue
                 raise
-            try:
-                # Normally immediate. If another listener took the last slot
-                # meanwhile, this accepted stream waits here, as it would have
-                # in the kernel's backlog; its handler starts when a slot frees.
-                await self._limiter.acquire()
-            except BaseException:
-                # Shielded so that the original exception, not a new Cancelled
-                # from this checkpoint, is what propagates.
-                with trio.CancelScope(shield=True):
+            # Admission is synchronous from here to start_soon, so that every
+            # accept loop sees the counts the others left.
+            # Connection reads the addresses, unless the per-client limit needs
+            # them here.
+            client: Address | None = None
+            server: Address | None = None
+            host: str | None = None
+            if per_client is not None:
+                client, server = _stream_addresses(stream)
+                if isinstance(client, tuple):
+                    host = client[0]
+                    if capacity.per_client.get(host, 0) >= per_client:
+                        self._log_refusal("connections from %s reached %d", host, per_client)
+                        await self._refuse(stream, conns)
+                        continue
+            if capacity.active - capacity.shedding >= self.max_connections:
+                if not self._worth_shedding_for(stream):
+                    # Turned away as cheaply as possible: no task, no answer.
+                    self._log_refusal("max_connections (%d) reached", self.max_connections)
                     await trio.aclose_forcefully(stream)
-                raise
-            conns.start_soon(self._run_one, stream)
+                    continue
+                if not self._shed():
+                    self._log_refusal("max_connections (%d) reached", self.max_connections)
+                    await self._refuse(stream, conns)
+                    continue
+            capacity.active += 1
+            if host is not None:
+                capacity.per_client[host] = capacity.per_client.get(host, 0) + 1
+            conns.start_soon(self._run_one, stream, client, server, host)
 
-    async def _run_one(self, stream: trio.abc.Stream) -> None:
-        self._active += 1
+    def _worth_shedding_for(self, stream: trio.abc.Stream) -> bool:
+        """Whether *stream*, arriving at a full server, may take a sheddable one's place."""
+        shed_for = self.shed_for
+        if shed_for is None or not _CAN_PEEK:
+            return True
+        if not isinstance(stream, trio.SocketStream):
+            return True  # TLS: the bytes are a handshake, nothing to judge
+        sock = stream.socket
+        # A second socket object on the same descriptor, detached before it
+        # can close it: trio's sockets cannot read without waiting.
+        peeker = _stdlib_socket.socket(sock.family, sock.type, sock.proto, sock.fileno())
+        try:
+            data = peeker.recv(_PEEK_SIZE, _PEEK_FLAGS)
+        except OSError:
+            return True  # nothing sent yet (or an error the handler will meet)
+        finally:
+            peeker.detach()
+        return not data or len(data) >= _PEEK_SIZE or shed_for(data)
+
+    def _shed(self) -> bool:
+        """Cancel the connection sheddable for longest; False when there is none."""
+        capacity = self._capacity
+        if not capacity.idle:
+            return False
+        conn, _ = capacity.idle.popitem(last=False)
+        conn._shed = True
+        capacity.shedding += 1
+        conn.nursery.cancel_scope.cancel()
+        return True
+
+    def _log_refusal(self, message: str, *args: object) -> None:
+        # Once a minute at most: under a flood, one line per refusal would be
+        # a second flood, into the logs.
+        now = trio.current_time()
+        if now - self._capacity.full_logged >= _REFUSAL_LOG_INTERVAL:
+            self._capacity.full_logged = now
+            logger.warning(message + "; refusing new connections", *args)
+
+    async def _refuse(self, stream: trio.abc.Stream, conns: trio.Nursery) -> None:
+        capacity = self._capacity
+        if self.overload_response is None or capacity.answering >= _MAX_ANSWERING:
+            await trio.aclose_forcefully(stream)
+            return
+        capacity.answering += 1
+        conns.start_soon(self._answer_overload, stream)
+        await trio.lowlevel.checkpoint()
+
+    async def _answer_overload(self, stream: trio.abc.Stream) -> None:
+        """Write the overload answer, best-effort and briefly, then close."""
+        try:
+            with trio.move_on_after(_OVERLOAD_TIMEOUT):
+                answer = self.overload_response
+                if callable(answer):
+                    answer = answer()
+                assert answer is not None
+                await stream.send_all(answer)
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                # Closing a socket with unread data resets the connection,
+                # which can discard the answer before the client reads it: read
+                # what the client sent until it closes (or the timeout).
+                received = 0
+                while received < _OVERLOAD_READ_LIMIT:
+                    data = await stream.receive_some()
+                    if not data:
+                        break
+                    received += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            logger.exception("writing the overload response failed")
+        finally:
+            self._capacity.answering -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _run_one(
+        self,
+        stream: trio.abc.Stream,
+        client: Address | None,
+        server: Address | None,
+        host: str | None,
+    ) -> None:
+        capacity = self._capacity
         conn: Connection | None = None
         scope: trio.CancelScope | None = None
         try:
@@ -389,7 +611,10 @@ class Server:
                 if self._cancel_all:
                     scope.cancel()
                 self._conn_scopes.add(scope)
-                conn = Connection(stream, nursery, shutdown=self.shutdown)
+                conn = Connection(
+                    stream, nursery, client=client, server=server, shutdown=self.shutdown
+                )
+                conn._capacity = capacity
                 _set_current_connection(conn)
                 await self.handler(conn)
         except Exception:
@@ -397,6 +622,19 @@ class Server:
         finally:
             if scope is not None:
                 self._conn_scopes.discard(scope)
-            self._active -= 1
-            self._limiter.release()
+            if conn is not None:
+                if conn._shed:
+                    capacity.shedding -= 1
+                elif conn._sheddable:
+                    del capacity.idle[conn]
+                # A task of this connection that outlives it (it cannot: the
+                # nursery has ended) could not touch the counts either.
+                conn._capacity = None
+            capacity.active -= 1
+            if host is not None:
+                count = capacity.per_client[host] - 1
+                if count:
+                    capacity.per_client[host] = count
+                else:
+                    del capacity.per_client[host]
             await trio.aclose_forcefully(stream)

@@ -268,6 +268,8 @@ class _HTTPConnection:
         # h11 bounds only a head still incomplete, so a head that arrived whole
         # is measured here (cheaply: only when enough bytes came to exceed it).
         fed = len(h.trailing_data[0])
+        conn = self.conn  # capacity
+        conn.sheddable = True  # capacity: a full server may close us while we wait for a head
         while True:
             try:
                 event = h.next_event()
@@ -299,6 +301,9 @@ class _HTTPConnection:
                 h.receive_data(data)
                 continue
             if type(event) is h11.Request:
+                conn.sheddable = False  # capacity: never shed a request in progress
+                if conn.shed:  # capacity: shed just before the head completed
+                    return None  # capacity
                 if fed > config.max_header_size and _head_size(event) > config.max_header_size:
                     await self._send_error(431, "Request head too large")
                     return None

@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 
+from .._wire import simple_response
 from ..core import Bind, Connection, Server, open_listeners, run_until_signal
 from ._config import HTTPConfig
 from ._connection import serve_http_connection
@@ -19,19 +20,38 @@ __all__ = ["create_server", "run", "serve"]
 
 logger = logging.getLogger("trio_upgrade")
 
+# What a client past a connection limit hears (RFC 9110 §15.6.4, §10.2.3): a
+# fresh Date each time, hence a function.
+_OVERLOAD_FIELDS = ((b"retry-after", b"1"),)
+_overload_response = functools.partial(simple_response, 503, _OVERLOAD_FIELDS)
+
+
+def _head_complete(data: bytes) -> bool:
+    """Whether *data* holds the blank line that ends a request head (a bare LF too, as h11
+    accepts): at a full server, only such a newcomer makes room by shedding another."""
+    return b"\n\r\n" in data or b"\n\n" in data
+
 
 async def create_server(
     app: Handler,
     *binds: str | Bind,
     config: HTTPConfig | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    max_connections: int = 1000,
+    max_connections: int | None = None,
+    max_connections_per_client: int | None = None,
     grace_period: float = 10.0,
     unix_mode: int | None = None,
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = (),
 ) -> Server:
     """Open listeners for *binds* and return a :class:`~trio_upgrade.core.Server`
-    serving *app* on them (not yet running: ``await nursery.start(server.serve)``)."""
+    serving *app* on them (not yet running: ``await nursery.start(server.serve)``).
+
+    Connection limits are the Server's (*max_connections*: ``None`` derives it
+    from the file-descriptor limit; *max_connections_per_client*); a client past
+    one gets ``503 Service Unavailable`` with ``Retry-After: 1`` and a close.
+    While full, a connection waiting for a request head makes room for a new one
+    that has sent its whole request head (or nothing yet).
+    """
     config = config or HTTPConfig()
     opened = list(listeners)
     if binds:
@@ -43,7 +63,15 @@ async def create_server(
         # Returns the connection loop's coroutine (no frame of its own).
         return serve_http_connection(conn, app, config)
 
-    return Server(handle, opened, max_connections=max_connections, grace_period=grace_period)
+    return Server(
+        handle,
+        opened,
+        max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
+        overload_response=_overload_response,
+        shed_for=_head_complete,
+        grace_period=grace_period,
+    )
 
 
 async def serve(
@@ -51,7 +79,8 @@ async def serve(
     *binds: str | Bind,
     config: HTTPConfig | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    max_connections: int = 1000,
+    max_connections: int | None = None,
+    max_connections_per_client: int | None = None,
     grace_period: float = 10.0,
     unix_mode: int | None = None,
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = (),
@@ -72,6 +101,7 @@ async def serve(
         config=config,
         ssl_context=ssl_context,
         max_connections=max_connections,
+        max_connections_per_client=max_connections_per_client,
         grace_period=grace_period,
         unix_mode=unix_mode,
         listeners=listeners,
@@ -85,7 +115,8 @@ def run(
     *,
     config: HTTPConfig | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    max_connections: int = 1000,
+    max_connections: int | None = None,
+    max_connections_per_client: int | None = None,
     grace_period: float = 10.0,
     unix_mode: int | None = None,
     log_level: int | None = logging.INFO,
@@ -105,6 +136,7 @@ def run(
             config=config,
             ssl_context=ssl_context,
             max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
             grace_period=grace_period,
             unix_mode=unix_mode,
         )
