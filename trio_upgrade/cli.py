@@ -94,7 +94,12 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--unix-mode", type=lambda v: int(v, 8), help="mode of Unix sockets, e.g. 660"
     )
-    parser.add_argument("--max-connections", type=int, default=1000)
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="connections served at once (default: from the file-descriptor limit; past it, 503)",
+    )
     parser.add_argument(
         "--grace-period", type=float, default=10.0, help="seconds to drain on shutdown"
     )
@@ -144,6 +149,12 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. /api=http://127.0.0.1:9000 or /=unix:/run/web.sock (repeatable)",
     )
     proxy.add_argument("--keep-prefix", action="store_true", help="forward paths with their prefix")
+    proxy.add_argument(
+        "--upgrade",
+        action="append",
+        metavar="PROTOCOL",
+        help="a protocol the proxy tunnels on Upgrade (repeatable; default: websocket)",
+    )
     _add_server_options(proxy)
     return parser
 
@@ -201,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"trio-upgrade: {exc}", file=sys.stderr)
             return 3
         return 0
-    proxy = Proxy(dict(args.route), strip_prefix=not args.keep_prefix)
+    upgrades = tuple(p.lower() for p in args.upgrade) if args.upgrade else ("websocket",)
+    proxy = Proxy(dict(args.route), strip_prefix=not args.keep_prefix, upgrades=upgrades)
 
     async def run_proxy() -> None:
         async with proxy:

@@ -128,3 +128,32 @@ def test_proxy_forwards_to_a_served_app_over_a_unix_socket(app_dir: Path) -> Non
         backend.wait(timeout=20)
         if backend.stdout is not None:
             backend.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [([], ("websocket",)), (["--upgrade", "websocket", "--upgrade", "H2C"], ("websocket", "h2c"))],
+)
+def test_proxy_tunnels_only_the_upgrades_named(
+    monkeypatch: pytest.MonkeyPatch, extra: list[str], expected: tuple[str, ...]
+) -> None:
+    """`--upgrade` (repeatable) reaches the Proxy; without it only WebSocket is tunnelled."""
+    import trio_upgrade.cli as cli
+
+    made: list[dict[str, object]] = []
+
+    class Recorder:
+        def __init__(self, routes: object, **options: object) -> None:
+            made.append(options)
+
+    monkeypatch.setattr(cli, "Proxy", Recorder)
+    monkeypatch.setattr(cli.trio, "run", lambda *args: None)
+    assert main(["proxy", "--route", "/=http://127.0.0.1:9", *extra]) == 0
+    assert made[0]["upgrades"] == expected
+
+
+def test_max_connections_defaults_to_the_fd_derived_limit() -> None:
+    from trio_upgrade.cli import _parser
+
+    args = _parser().parse_args(["serve", "m:app"])
+    assert args.max_connections is None
