@@ -1,4 +1,7 @@
-"""The sans-I/O opening handshake: request validation, 101 building, client checks, HTTP heads."""
+"""The sans-I/O opening handshake: request validation, 101 building, client checks.
+
+Head parsing lives in trio_upgrade._wire (tests/wire/test_wire_parse.py).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,17 @@ import base64
 
 import pytest
 
+from trio_upgrade._wire import RequestParser
 from trio_upgrade.ws import (
     ClientOffer,
     Deflate,
     HandshakeError,
-    HeadError,
     Rejection,
     WebSocketConfig,
     accept,
     accept_key,
     check_response,
     client_request,
-    parse_request_head,
-    parse_response_head,
     rejection_response,
     response_head,
     validate_request,
@@ -149,38 +150,6 @@ def test_rejection_response_has_length_close_and_body() -> None:
     assert body == b"no"
 
 
-def test_parse_request_head() -> None:
-    head = b"GET /chat?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade:  websocket \r\nX-Empty:"
-    method, target, version, headers = parse_request_head(head)
-    assert (method, target, version) == ("GET", "/chat?x=1", "1.1")
-    assert headers == [(b"host", b"a"), (b"upgrade", b"websocket"), (b"x-empty", b"")]
-
-
-@pytest.mark.parametrize(
-    ("head", "status"),
-    [
-        (b"GET /\r\nHost: a", 400),
-        (b"GET / HTTP/2.0\r\nHost: a", 505),
-        (b"GET / HTTP/1.1\r\n folded", 400),
-        (b"GET / HTTP/1.1\r\nno colon", 400),
-        (b"GET / HTTP/1.1\r\nbad name: v", 400),
-        (b"G(T / HTTP/1.1", 400),
-    ],
-)
-def test_parse_request_head_rejects_malformed_heads(head: bytes, status: int) -> None:
-    with pytest.raises(HeadError) as info:
-        parse_request_head(head)
-    assert info.value.status == status
-
-
-def test_parse_response_head() -> None:
-    status, headers = parse_response_head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0")
-    assert status == 404
-    assert headers == [(b"content-length", b"0")]
-    with pytest.raises(HeadError):
-        parse_response_head(b"HTTP/1.1 abc")
-
-
 def test_client_request_round_trips_through_validation() -> None:
     data, sent = client_request(
         "example.com:8080",
@@ -190,11 +159,14 @@ def test_client_request_round_trips_through_validation() -> None:
         extensions=["permessage-deflate"],
         headers=[(b"Origin", b"http://example.com")],
     )
-    head = data[: data.index(b"\r\n\r\n")]
-    method, target, version, headers = parse_request_head(head)
-    assert target == "/a?b=c"
+    parser = RequestParser()
+    head = parser.feed(data)
+    assert head is not None
+    assert parser.rest == b""
+    assert head.target == b"/a?b=c"
+    headers = head.fields
     assert headers == sent
-    offer = validate_request(method, headers, http_version=version)
+    offer = validate_request(head.method, headers, http_version=head.http_version)
     assert isinstance(offer, ClientOffer)
     assert offer.subprotocols == ("x", "y")
     assert (b"origin", b"http://example.com") in headers

@@ -26,6 +26,7 @@ from typing import final
 
 import trio
 
+from .._wire import Address, normalize_address
 from ._binds import listener_address
 
 __all__ = [
@@ -41,9 +42,6 @@ logger = logging.getLogger("trio_upgrade")
 # accept(2) errors that mean "overloaded, try again soon" rather than "broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_DELAY = 0.1
-
-Address = tuple[str, int] | str
-
 
 @final
 class Shutdown:
@@ -170,19 +168,10 @@ def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address | None, Address 
         return None, None
     sock = inner.socket
     try:
-        peer = _normalize(sock.getpeername())
+        peer = normalize_address(sock.getpeername())
     except OSError:
         peer = None
-    return peer, _normalize(sock.getsockname())
-
-
-def _normalize(name: object) -> Address:
-    if isinstance(name, bytes):
-        return name.decode()
-    if isinstance(name, str):
-        return name
-    assert isinstance(name, tuple)
-    return (str(name[0]), int(name[1]))
+    return peer, normalize_address(sock.getsockname())
 
 
 ConnectionHandler = Callable[[Connection], Awaitable[object]]
