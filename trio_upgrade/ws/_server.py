@@ -115,8 +115,11 @@ async def serve_websocket(
         handshake=handshake,
         config=config,
         handshake_timeout=handshake_timeout,
-        max_head_size=max_head_size,
-        max_header_fields=max_header_fields,
+        # One argument for both head limits: the connection's frame lives as
+        # long as the session, and every argument is 8 bytes of it.
+        new_parser=functools.partial(
+            RequestParser, max_size=max_head_size, max_fields=max_header_fields
+        ),
     )
     server = Server(
         on_connection, listeners, max_connections=max_connections, grace_period=grace_period
@@ -131,8 +134,7 @@ async def _serve_connection(
     handshake: HandshakeHook | None,
     config: WebSocketConfig,
     handshake_timeout: float,
-    max_head_size: int,
-    max_header_fields: int,
+    new_parser: Callable[[], RequestParser],
 ) -> None:
     stream = conn.stream
     opened: tuple[HandshakeRequest, bytes, Accepted] | None = None
@@ -142,7 +144,7 @@ async def _serve_connection(
                 conn,
                 handshake,
                 config,
-                RequestParser(max_size=max_head_size, max_fields=max_header_fields),
+                new_parser(),
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
