@@ -224,3 +224,44 @@ def test_check_response_fails_deflate_parameters_breaking_the_offer() -> None:
     ]
     with pytest.raises(HandshakeError, match="permessage-deflate"):
         check_response(KEY, headers, config=config)
+
+
+BAD_FIELDS = [
+    (b"x-a", b"1\r\nset-cookie: evil"),
+    (b"x-a", b"1\nevil"),
+    (b"x-a", b"1\revil"),
+    (b"x-a", b"1\x00"),
+    (b"x a", b"v"),
+    (b"x:a", b"v"),
+    (b"x\r\na", b"v"),
+    (b"", b"v"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_FIELDS)
+def test_every_head_writer_refuses_a_field_that_would_split_the_head(
+    name: bytes, value: bytes
+) -> None:
+    """The 101 (accept and response_head), a refusal, and the client's request."""
+    offer = ClientOffer(key=KEY)
+    with pytest.raises(ValueError):
+        accept(offer, extra_headers=[(name, value)])
+    with pytest.raises(ValueError):
+        response_head(101, [(name, value)])
+    with pytest.raises(ValueError):
+        rejection_response(403, [(name, value)], b"no")
+    with pytest.raises(ValueError):
+        client_request("example.com", "/", KEY, headers=[(name, value)])
+
+
+@pytest.mark.parametrize("path", ["/a b", "/a\r\nx: y", "/a\nb", "/a\x00", "/\x7f", "/é", ""])
+def test_client_request_refuses_a_path_that_is_not_visible_ascii(path: str) -> None:
+    with pytest.raises(ValueError):
+        client_request("example.com", path, KEY)
+
+
+def test_client_request_refuses_a_subprotocol_that_would_split_the_head() -> None:
+    with pytest.raises(ValueError):
+        client_request("example.com", "/", KEY, subprotocols=["a\r\nx: y"])
+    with pytest.raises(ValueError):
+        client_request("example.com\r\nx: y", "/", KEY)
