@@ -43,6 +43,7 @@ logger = logging.getLogger("trio_upgrade")
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_RETRY_DELAY = 0.1
 
+
 @final
 class Shutdown:
     """The drain signal shared by a server and its connections.

@@ -21,6 +21,7 @@ __all__ = ["BodySource", "QueryParams", "Request", "RequestBody"]
 # Request._upgrade before the Upgrade header has been looked at.
 _UNKNOWN = object()
 
+
 class BodySource(Protocol):
     """Where a request body comes from (the connection loop, or bytes in tests)."""
 
