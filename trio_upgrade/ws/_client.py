@@ -57,8 +57,8 @@ async def open_websocket(
     when the server answers anything but 101, and :class:`HandshakeError` for
     every other failure to open (a response head over *max_head_size* bytes or
     with more than *max_header_fields* fields among them). A header or a path
-    that cannot be written raises ``ValueError`` before connecting. Leaving the block
-    closes the session like :func:`websocket_session` does.
+    that cannot be written raises ``ValueError`` before connecting. Leaving
+    the block closes the session like :func:`websocket_session` does.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

@@ -140,12 +140,7 @@ async def _serve_connection(
     opened: tuple[HandshakeRequest, bytes, Accepted] | None = None
     with trio.move_on_after(handshake_timeout):
         try:
-            opened = await _handshake(
-                conn,
-                handshake,
-                config,
-                new_parser(),
-            )
+            opened = await _handshake(conn, handshake, config, new_parser())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
     if opened is None:
