@@ -82,13 +82,10 @@ LAYER_PAGES = {
 UNDOCUMENTED: dict[str, set[str]] = {
     "ws": {
         "HandshakeHook",
-        "HeadError",
         "MessageChunks",
         "WebSocketHandler",
         "accept_key",
         "offered_extensions",
-        "parse_request_head",
-        "parse_response_head",
     },
 }
 

@@ -1,4 +1,7 @@
-"""The sans-I/O opening handshake: request validation, 101 building, client checks, HTTP heads."""
+"""The sans-I/O opening handshake: request validation, 101 building, client checks.
+
+Head parsing lives in trio_upgrade._wire (tests/wire/test_wire_parse.py).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,17 @@ import base64
 
 import pytest
 
+from trio_upgrade._wire import RequestParser
 from trio_upgrade.ws import (
     ClientOffer,
     Deflate,
     HandshakeError,
-    HeadError,
     Rejection,
     WebSocketConfig,
     accept,
     accept_key,
     check_response,
     client_request,
-    parse_request_head,
-    parse_response_head,
     rejection_response,
     response_head,
     validate_request,
@@ -149,38 +150,6 @@ def test_rejection_response_has_length_close_and_body() -> None:
     assert body == b"no"
 
 
-def test_parse_request_head() -> None:
-    head = b"GET /chat?x=1 HTTP/1.1\r\nHost: a\r\nUpgrade:  websocket \r\nX-Empty:"
-    method, target, version, headers = parse_request_head(head)
-    assert (method, target, version) == ("GET", "/chat?x=1", "1.1")
-    assert headers == [(b"host", b"a"), (b"upgrade", b"websocket"), (b"x-empty", b"")]
-
-
-@pytest.mark.parametrize(
-    ("head", "status"),
-    [
-        (b"GET /\r\nHost: a", 400),
-        (b"GET / HTTP/2.0\r\nHost: a", 505),
-        (b"GET / HTTP/1.1\r\n folded", 400),
-        (b"GET / HTTP/1.1\r\nno colon", 400),
-        (b"GET / HTTP/1.1\r\nbad name: v", 400),
-        (b"G(T / HTTP/1.1", 400),
-    ],
-)
-def test_parse_request_head_rejects_malformed_heads(head: bytes, status: int) -> None:
-    with pytest.raises(HeadError) as info:
-        parse_request_head(head)
-    assert info.value.status == status
-
-
-def test_parse_response_head() -> None:
-    status, headers = parse_response_head(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0")
-    assert status == 404
-    assert headers == [(b"content-length", b"0")]
-    with pytest.raises(HeadError):
-        parse_response_head(b"HTTP/1.1 abc")
-
-
 def test_client_request_round_trips_through_validation() -> None:
     data, sent = client_request(
         "example.com:8080",
@@ -190,11 +159,14 @@ def test_client_request_round_trips_through_validation() -> None:
         extensions=["permessage-deflate"],
         headers=[(b"Origin", b"http://example.com")],
     )
-    head = data[: data.index(b"\r\n\r\n")]
-    method, target, version, headers = parse_request_head(head)
-    assert target == "/a?b=c"
+    parser = RequestParser()
+    head = parser.feed(data)
+    assert head is not None
+    assert parser.rest == b""
+    assert head.target == b"/a?b=c"
+    headers = head.fields
     assert headers == sent
-    offer = validate_request(method, headers, http_version=version)
+    offer = validate_request(head.method, headers, http_version=head.http_version)
     assert isinstance(offer, ClientOffer)
     assert offer.subprotocols == ("x", "y")
     assert (b"origin", b"http://example.com") in headers
@@ -252,3 +224,44 @@ def test_check_response_fails_deflate_parameters_breaking_the_offer() -> None:
     ]
     with pytest.raises(HandshakeError, match="permessage-deflate"):
         check_response(KEY, headers, config=config)
+
+
+BAD_FIELDS = [
+    (b"x-a", b"1\r\nset-cookie: evil"),
+    (b"x-a", b"1\nevil"),
+    (b"x-a", b"1\revil"),
+    (b"x-a", b"1\x00"),
+    (b"x a", b"v"),
+    (b"x:a", b"v"),
+    (b"x\r\na", b"v"),
+    (b"", b"v"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_FIELDS)
+def test_every_head_writer_refuses_a_field_that_would_split_the_head(
+    name: bytes, value: bytes
+) -> None:
+    """The 101 (accept and response_head), a refusal, and the client's request."""
+    offer = ClientOffer(key=KEY)
+    with pytest.raises(ValueError):
+        accept(offer, extra_headers=[(name, value)])
+    with pytest.raises(ValueError):
+        response_head(101, [(name, value)])
+    with pytest.raises(ValueError):
+        rejection_response(403, [(name, value)], b"no")
+    with pytest.raises(ValueError):
+        client_request("example.com", "/", KEY, headers=[(name, value)])
+
+
+@pytest.mark.parametrize("path", ["/a b", "/a\r\nx: y", "/a\nb", "/a\x00", "/\x7f", "/é", ""])
+def test_client_request_refuses_a_path_that_is_not_visible_ascii(path: str) -> None:
+    with pytest.raises(ValueError):
+        client_request("example.com", path, KEY)
+
+
+def test_client_request_refuses_a_subprotocol_that_would_split_the_head() -> None:
+    with pytest.raises(ValueError):
+        client_request("example.com", "/", KEY, subprotocols=["a\r\nx: y"])
+    with pytest.raises(ValueError):
+        client_request("example.com\r\nx: y", "/", KEY)

@@ -271,3 +271,98 @@ async def test_large_messages_within_configured_limits() -> None:
         payload = bytes(range(256)) * 16384  # 4 MiB
         await ws.send(payload)
         assert await ws.receive() == payload
+
+
+HANDSHAKE_HEAD = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+async def test_a_head_with_too_many_fields_gets_431_and_the_connection_closes() -> None:
+    async with running(max_header_fields=10) as server:
+        extra = b"".join(b"X-%d: v\r\n" % i for i in range(6))
+        # raw_exchange reads to EOF: the server closed after its answer.
+        answer = await raw_exchange(server, HANDSHAKE_HEAD + extra + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert b"connection: close\r\n" in answer
+        # Within the limit, the same handshake opens a session.
+        five = b"".join(b"X-%d: v\r\n" % i for i in range(5))
+        ok = await raw_exchange(server, HANDSHAKE_HEAD + five + b"\r\n" + b"\x88\x80abcd")
+        assert ok.startswith(b"HTTP/1.1 101 ")
+
+
+async def test_the_default_field_cap_is_100() -> None:
+    async with running() as server:
+        extra = b"".join(b"X-%d: v\r\n" % i for i in range(100))
+        answer = await raw_exchange(server, HANDSHAKE_HEAD + extra + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+async def test_a_handshake_that_frames_a_body_is_refused() -> None:
+    async with running() as server:
+        for framing in (b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n"):
+            answer = await raw_exchange(server, HANDSHAKE_HEAD + framing + b"\r\nhello")
+            assert answer.startswith(b"HTTP/1.1 400 "), answer
+
+
+async def test_a_hook_rejection_with_an_unwritable_header_becomes_a_500() -> None:
+    async def hook(request: HandshakeRequest) -> Accept | Reject:
+        return Reject(403, [(b"x-a", b"1\r\nset-cookie: evil=1")], b"no")
+
+    async with running(echo, handshake=hook) as server:
+        answer = await raw_exchange(server, HANDSHAKE_HEAD + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 500 ")
+        assert b"evil" not in answer
+
+
+async def test_client_reads_a_chunked_refusal_sent_in_pieces_with_repeated_fields() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+
+        async def refuse(stream: trio.abc.Stream) -> None:
+            await stream.receive_some(65536)
+            for piece in (
+                b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n",
+                b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n7\r\nnot yo",
+                b"u\r\n1;ext=1\r\n!\r\n0\r\n\r\n",
+            ):
+                await stream.send_all(piece)
+                await trio.sleep(0.01)
+            await trio.sleep_forever()  # the body's framing, not EOF, ends it
+
+        nursery.start_soon(trio.serve_listeners, refuse, listeners)
+        with pytest.raises(HandshakeRejected) as info:
+            async with open_websocket(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+        assert info.value.status == 403
+        assert info.value.body == b"not you!"
+        assert [v for n, v in info.value.headers if n == b"set-cookie"] == [b"a=1", b"b=2"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_client_refuses_a_refusal_whose_framing_is_not_chunked_alone() -> None:
+    async with trio.open_nursery() as nursery:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+
+        async def refuse(stream: trio.abc.Stream) -> None:
+            await stream.receive_some(65536)
+            await stream.send_all(
+                b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: xchunked\r\n\r\n"
+                b"3\r\nabc\r\n0\r\n\r\n"
+            )
+
+        nursery.start_soon(trio.serve_listeners, refuse, listeners)
+        with pytest.raises(HandshakeError, match="malformed handshake response") as info:
+            async with open_websocket(f"ws://127.0.0.1:{port}/"):
+                pass  # pragma: no cover
+        assert not isinstance(info.value, HandshakeRejected)
+        nursery.cancel_scope.cancel()
+
+
+async def test_client_refuses_an_unwritable_header_before_connecting() -> None:
+    with pytest.raises(ValueError):
+        async with open_websocket("ws://127.0.0.1:9/", headers=[("x-a", "1\r\nx-b: 2")]):
+            pass  # pragma: no cover

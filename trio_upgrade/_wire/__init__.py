@@ -8,12 +8,17 @@ No trio, no I/O: values in, values out. Imported by ``core``, ``http``, ``ws``,
 - :mod:`._date`: the cached ``Date`` value;
 - :mod:`._framing`: which framing a message has, what is refused, when a
   connection must close, what an intermediary strips (RFC 9112 §6);
+- :mod:`._parse`: request and response heads read on h11 (the WebSocket
+  server's and client's handshakes), with size and field-count limits;
 - :mod:`._address`: the address type;
 - :mod:`._errors`: :class:`TrioUpgradeError`, the root of every exception the
   package defines, and this layer's errors.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._address import Address, normalize_address
 from ._date import http_date
@@ -40,13 +45,41 @@ from ._grammar import (
 )
 from ._head import reason, reason_phrase, response_head, simple_response
 
+if TYPE_CHECKING:
+    from ._parse import (
+        DEFAULT_MAX_FIELDS,
+        DEFAULT_MAX_HEAD_SIZE,
+        HeadError,
+        RequestHead,
+        RequestParser,
+        ResponseHead,
+        ResponseParser,
+    )
+
+# Head parsing runs on h11: loaded on first use, so that a layer that only
+# writes heads or needs an address (core) does not import h11.
+_LAZY = frozenset(
+    {
+        "DEFAULT_MAX_FIELDS",
+        "DEFAULT_MAX_HEAD_SIZE",
+        "HeadError",
+        "RequestHead",
+        "RequestParser",
+        "ResponseHead",
+        "ResponseParser",
+    }
+)
+
 __all__ = [
+    "DEFAULT_MAX_FIELDS",
+    "DEFAULT_MAX_HEAD_SIZE",
     "TOKEN_CHARS",
     "Address",
     "BodyFraming",
     "FieldList",
     "Framing",
     "FramingError",
+    "HeadError",
     "InvalidField",
     "TrioUpgradeError",
     "check_field",
@@ -60,9 +93,21 @@ __all__ = [
     "parse_content_length",
     "reason",
     "reason_phrase",
+    "RequestHead",
+    "RequestParser",
+    "ResponseHead",
+    "ResponseParser",
     "request_framing",
     "response_framing",
     "response_head",
     "simple_response",
     "split_list",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("._parse", __name__), name)
+    globals()[name] = value
+    return value

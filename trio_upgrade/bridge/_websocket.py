@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable
 from contextlib import AsyncExitStack
-from email.utils import formatdate
 from typing import Any, final
 
 import trio
 
+from .._wire import forwardable_fields, response_head, simple_response
 from ..http import Headers, HeadersLike, Request, Response, error_response
 from ..ws import (
     ClientOffer,
@@ -25,8 +25,6 @@ from ..ws import (
     WebSocket,
     WebSocketConfig,
     accept,
-    rejection_response,
-    response_head,
     websocket_session,
 )
 
@@ -184,7 +182,8 @@ class ServerWebSocket:
 
         The connection closes after it. Raises
         :class:`~trio_upgrade.ws.ConnectionClosedError` (1006) if the client
-        has gone away.
+        has gone away, and ``ValueError`` (nothing sent, the handshake still
+        pending) for a header that cannot be written.
         """
         if self._state != "pending":
             raise RuntimeError(f"cannot reject: the handshake is already {self._state}")
@@ -197,17 +196,14 @@ class ServerWebSocket:
             body = await _collect(body)
             if self._state != "pending":
                 raise RuntimeError(f"cannot reject: the handshake is already {self._state}")
+        # Sent with its Content-Length, whatever framing the response declared,
+        # a Date unless it has one, and Connection: close. Built (and every
+        # field checked) before the state changes.
+        data = simple_response(
+            response.status, forwardable_fields(response.headers.raw), bytes(body)
+        )
         self._state = "rejected"
-        # Sent with its Content-Length, whatever framing the response declared.
-        headers = [
-            (n, v)
-            for n, v in response.headers.raw
-            if n not in (b"content-length", b"transfer-encoding")
-        ]
-        if not any(n == b"date" for n, _ in headers):
-            # As on every HTTP response of ours (RFC 9110 §6.6.1).
-            headers.append((b"date", formatdate(usegmt=True).encode("ascii")))
-        await self._send(rejection_response(response.status, headers, bytes(body)))
+        await self._send(data)
 
     async def _send(self, data: bytes) -> None:
         try:

@@ -32,6 +32,7 @@ from typing import final
 
 import trio
 
+from .._wire import Address, normalize_address
 from ._binds import listener_address
 from ._limits import fd_limit_connections, raise_fd_limit
 
@@ -59,8 +60,6 @@ _REFUSAL_LOG_INTERVAL = 60.0
 _PEEK_SIZE = 4096
 _CAN_PEEK = hasattr(_stdlib_socket, "MSG_DONTWAIT")  # not on Windows
 _PEEK_FLAGS = _stdlib_socket.MSG_PEEK | getattr(_stdlib_socket, "MSG_DONTWAIT", 0)
-
-Address = tuple[str, int] | str
 
 
 @final
@@ -240,19 +239,10 @@ def _stream_addresses(stream: trio.abc.Stream) -> tuple[Address | None, Address 
         return None, None
     sock = inner.socket
     try:
-        peer = _normalize(sock.getpeername())
+        peer = normalize_address(sock.getpeername())
     except OSError:
         peer = None
-    return peer, _normalize(sock.getsockname())
-
-
-def _normalize(name: object) -> Address:
-    if isinstance(name, bytes):
-        return name.decode()
-    if isinstance(name, str):
-        return name
-    assert isinstance(name, tuple)
-    return (str(name[0]), int(name[1]))
+    return peer, normalize_address(sock.getsockname())
 
 
 ConnectionHandler = Callable[[Connection], Awaitable[object]]

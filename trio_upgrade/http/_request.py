@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, unquote
 
 import trio
 
+from .._wire import Address
 from ._errors import MalformedBody, RequestBodyTooLarge
 from ._headers import Headers, HeadersLike
 
@@ -19,8 +20,6 @@ __all__ = ["BodySource", "QueryParams", "Request", "RequestBody"]
 
 # Request._upgrade before the Upgrade header has been looked at.
 _UNKNOWN = object()
-
-Address = tuple[str, int] | str
 
 
 class BodySource(Protocol):

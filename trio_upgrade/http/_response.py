@@ -7,25 +7,17 @@ import mimetypes
 import os
 from collections.abc import AsyncIterable, AsyncIterator
 from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any, final
 from urllib.parse import quote
 
 import trio
 
+from .._wire import reason_phrase
 from ._headers import Headers, HeadersLike
 
 __all__ = ["Response", "reason_phrase"]
 
 _FILE_CHUNK = 64 * 1024
-
-
-def reason_phrase(status: int) -> str:
-    """The standard reason phrase for *status* (``""`` when unknown)."""
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 @final

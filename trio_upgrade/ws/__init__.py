@@ -1,6 +1,7 @@
 """Layer 1: WebSocket sessions on wsproto, a standalone server and a client.
 
-Imports :mod:`trio_upgrade.core`, trio and wsproto only (never the HTTP layer).
+Imports :mod:`trio_upgrade.core`, :mod:`trio_upgrade._wire`, trio and wsproto only
+(never the HTTP layer).
 
 - :func:`websocket_session`: run a session over a stream after a handshake done
   elsewhere (the bridge); :func:`serve_websocket` and :func:`open_websocket` do
@@ -9,8 +10,8 @@ Imports :mod:`trio_upgrade.core`, trio and wsproto only (never the HTTP layer).
   ``receive_chunks``, ``ping``, ``aclose``.
 - Sans-I/O handshake helpers: :func:`validate_request`, :func:`accept`,
   :func:`response_head`, :func:`rejection_response`; for a client:
-  :func:`client_request`, :func:`offered_extensions`, :func:`parse_response_head`,
-  :func:`check_response`.
+  :func:`client_request`, :func:`offered_extensions`, :func:`check_response`.
+  Heads are parsed and written by :mod:`trio_upgrade._wire`.
 """
 
 from __future__ import annotations
@@ -28,15 +29,12 @@ from ._errors import (
 from ._handshake import (
     Accepted,
     ClientOffer,
-    HeadError,
     Rejection,
     accept,
     accept_key,
     check_response,
     client_request,
     offered_extensions,
-    parse_request_head,
-    parse_response_head,
     rejection_response,
     response_head,
     validate_request,
@@ -57,7 +55,6 @@ __all__ = [
     "HandshakeHook",
     "HandshakeRejected",
     "HandshakeRequest",
-    "HeadError",
     "MessageChunks",
     "Reject",
     "Rejection",
@@ -71,8 +68,6 @@ __all__ = [
     "client_request",
     "offered_extensions",
     "open_websocket",
-    "parse_request_head",
-    "parse_response_head",
     "rejection_response",
     "response_head",
     "serve_websocket",

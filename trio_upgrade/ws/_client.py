@@ -11,18 +11,19 @@ from urllib.parse import urlsplit
 
 import trio
 
+from .._wire import (
+    DEFAULT_MAX_FIELDS,
+    DEFAULT_MAX_HEAD_SIZE,
+    Address,
+    HeadError,
+    ResponseParser,
+    normalize_address,
+)
 from ._config import WebSocketConfig
 from ._errors import HandshakeError, HandshakeRejected
-from ._handshake import (
-    HeadError,
-    check_response,
-    client_request,
-    offered_extensions,
-    parse_response_head,
-)
-from ._request import Address, HandshakeRequest
+from ._handshake import check_response, client_request, offered_extensions
+from ._request import HandshakeRequest
 from ._session import WebSocket, open_session
-from ._wire import read_body, read_head
 
 __all__ = ["open_websocket"]
 
@@ -40,7 +41,8 @@ async def open_websocket(
     unix_socket: str | None = None,
     connect_timeout: float = 10.0,
     config: WebSocketConfig = _DEFAULT_CONFIG,
-    max_head_size: int = 16 * 1024,
+    max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+    max_header_fields: int = DEFAULT_MAX_FIELDS,
     max_body_size: int = 64 * 1024,
 ) -> AsyncIterator[WebSocket]:
     """Connect to *url* (``ws://`` or ``wss://``) and run a session for the block.
@@ -51,9 +53,12 @@ async def open_websocket(
     TLS and the opening handshake together take at most *connect_timeout*.
 
     Raises :class:`HandshakeRejected` (status, headers, first *max_body_size*
-    bytes of the body) when the server answers anything but 101, and
-    :class:`HandshakeError` for every other failure to open. Leaving the block
-    closes the session like :func:`websocket_session` does.
+    bytes of the body, framed by its Content-Length, chunked, or read to EOF)
+    when the server answers anything but 101, and :class:`HandshakeError` for
+    every other failure to open (a response head over *max_head_size* bytes or
+    with more than *max_header_fields* fields among them). A header or a path
+    that cannot be written raises ``ValueError`` before connecting. Leaving
+    the block closes the session like :func:`websocket_session` does.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -77,6 +82,18 @@ async def open_websocket(
         )
         for n, v in headers
     ]
+    key = base64.b64encode(os.urandom(16))
+    request_bytes, sent = client_request(
+        host_header,
+        path,
+        key,
+        subprotocols=subprotocols,
+        extensions=offered_extensions(config),
+        headers=extra,
+    )
+    parser = ResponseParser(
+        max_size=max_head_size, max_fields=max_header_fields, max_body_size=max_body_size
+    )
 
     stream: trio.abc.Stream | None = None
     try:
@@ -92,25 +109,19 @@ async def open_websocket(
                     await stream.do_handshake()
             except (OSError, trio.BrokenResourceError) as exc:
                 raise HandshakeError(f"cannot connect to {url}: {exc}") from exc
-            key = base64.b64encode(os.urandom(16))
-            request_bytes, sent = client_request(
-                host_header,
-                path,
-                key,
-                subprotocols=subprotocols,
-                extensions=offered_extensions(config),
-                headers=extra,
-            )
             try:
                 await stream.send_all(request_bytes)
-                got = await read_head(stream, max_head_size)
-                if got is None:
-                    raise HandshakeError("connection closed before the handshake response")
-                head, rest = got
-                status, response_headers = parse_response_head(head)
-                if status != 101:
-                    body = await read_body(stream, response_headers, rest, max_body_size)
-                    raise HandshakeRejected(status, response_headers, body)
+                head = None
+                while head is None:
+                    data = await stream.receive_some(parser.read_size)
+                    if not data:
+                        raise HandshakeError("connection closed before the handshake response")
+                    head = parser.feed(data)
+                response_headers = head.fields
+                if head.status != 101:
+                    while not parser.body_complete:
+                        parser.feed_body(await stream.receive_some(65536))
+                    raise HandshakeRejected(head.status, response_headers, bytes(parser.body))
             except HeadError as exc:
                 raise HandshakeError(f"malformed handshake response: {exc}") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -126,6 +137,8 @@ async def open_websocket(
         if stream is not None:
             await trio.aclose_forcefully(stream)
         raise
+    rest = parser.rest
+    del parser
     local, peer = _addresses(stream)
     request = HandshakeRequest(path=path, headers=tuple(sent), client=local, server=peer)
     async with open_session(
@@ -152,12 +165,4 @@ def _addresses(stream: trio.abc.Stream) -> tuple[Address | None, Address | None]
         peer = inner.socket.getpeername()
     except OSError:
         return None, None
-    return _address(local), _address(peer)
-
-
-def _address(name: object) -> Address | None:
-    if isinstance(name, tuple):
-        return (str(name[0]), int(name[1]))
-    if isinstance(name, bytes):
-        return name.decode()
-    return name if isinstance(name, str) else None
+    return normalize_address(local), normalize_address(peer)

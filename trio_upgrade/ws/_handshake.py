@@ -7,8 +7,10 @@ the HTTP layer parsed:
 - server: :func:`validate_request` → :class:`ClientOffer` or :class:`Rejection`;
   :func:`accept` → :class:`Accepted` (101 headers + extensions for the session);
   :func:`response_head` → the bytes of a response head;
-- client: :func:`client_request` → request bytes; :func:`check_response`;
-- HTTP/1.1 heads: :func:`parse_request_head`, :func:`parse_response_head`.
+- client: :func:`client_request` → request bytes; :func:`check_response`.
+
+Heads are parsed and written by :mod:`trio_upgrade._wire` (one grammar, one
+writer); what is WebSocket-specific lives here.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http import HTTPStatus
 
 from wsproto.extensions import Extension
 
+from .. import _wire
+from .._wire import check_field, field_values, list_tokens
 from ._config import WebSocketConfig
 from ._deflate import client_finalize, client_offer, negotiate_server
 from ._errors import HandshakeError
@@ -30,15 +34,12 @@ from ._request import split_header_tokens
 __all__ = [
     "Accepted",
     "ClientOffer",
-    "HeadError",
     "Rejection",
     "accept",
     "accept_key",
     "check_response",
     "client_request",
     "offered_extensions",
-    "parse_request_head",
-    "parse_response_head",
     "rejection_response",
     "response_head",
     "validate_request",
@@ -47,18 +48,8 @@ __all__ = [
 HeaderList = Sequence[tuple[bytes, bytes]]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-# RFC 9110 §5.6.2: characters of a token (header names, methods).
-_TOKEN_CHARS = frozenset(
-    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
-
-
-class HeadError(ValueError):
-    """An HTTP/1.1 head could not be parsed; *status* is what a server should answer."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+# A request-target is visible ASCII only (RFC 9112 §3.2): no space, CR, LF or NUL.
+_TARGET = re.compile(rb"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +92,6 @@ def accept_key(key: bytes | str) -> str:
     return base64.b64encode(hashlib.sha1(raw + _GUID).digest()).decode("ascii")
 
 
-def _values(headers: HeaderList, name: bytes) -> list[bytes]:
-    return [v for n, v in headers if n == name]
-
-
-def _tokens(headers: HeaderList, name: bytes) -> list[str]:
-    return [t.lower() for t in split_header_tokens(_values(headers, name))]
-
-
 def validate_request(
     method: str | bytes, headers: HeaderList, *, http_version: str | bytes = "1.1"
 ) -> ClientOffer | Rejection:
@@ -126,18 +109,18 @@ def validate_request(
         return Rejection(400, f"a WebSocket handshake must use GET, not {method}")
     if http_version != "1.1":
         return Rejection(400, f"a WebSocket handshake needs HTTP/1.1, not HTTP/{http_version}")
-    if "websocket" not in _tokens(headers, b"upgrade"):
+    if b"websocket" not in list_tokens(headers, b"upgrade"):
         return Rejection(400, "missing 'Upgrade: websocket' header")
-    if "upgrade" not in _tokens(headers, b"connection"):
+    if b"upgrade" not in list_tokens(headers, b"connection"):
         return Rejection(400, "missing 'Connection: upgrade' header")
-    versions = _values(headers, b"sec-websocket-version")
+    versions = field_values(headers, b"sec-websocket-version")
     if [v.strip() for v in versions] != [b"13"]:
         return Rejection(
             426,
             "unsupported WebSocket version (only 13 is supported)",
             ((b"sec-websocket-version", b"13"),),
         )
-    keys = _values(headers, b"sec-websocket-key")
+    keys = field_values(headers, b"sec-websocket-key")
     if len(keys) != 1:
         return Rejection(400, "need exactly one Sec-WebSocket-Key header")
     key = keys[0].strip()
@@ -149,8 +132,8 @@ def validate_request(
         return Rejection(400, "Sec-WebSocket-Key must be 16 bytes in base64")
     return ClientOffer(
         key=key,
-        subprotocols=tuple(split_header_tokens(_values(headers, b"sec-websocket-protocol"))),
-        extensions=tuple(split_header_tokens(_values(headers, b"sec-websocket-extensions"))),
+        subprotocols=tuple(split_header_tokens(field_values(headers, b"sec-websocket-protocol"))),
+        extensions=tuple(split_header_tokens(field_values(headers, b"sec-websocket-extensions"))),
     )
 
 
@@ -165,7 +148,9 @@ def accept(
 
     *subprotocol* must be one the client offered (ValueError otherwise).
     permessage-deflate is negotiated when ``config.compression`` is set and the
-    client offered an acceptable variant.
+    client offered an acceptable variant. An *extra_headers* field that could
+    not be written (a name that is not a token, a value with CR, LF, NUL or
+    another control character) raises ``ValueError``.
     """
     if config is None:
         config = WebSocketConfig()
@@ -189,124 +174,31 @@ def accept(
             headers.append((b"sec-websocket-extensions", element.encode("latin-1")))
             extensions.append(ext)
             names = (element,)
-    headers.extend((n.lower(), v) for n, v in extra_headers)
+    for name, value in extra_headers:
+        name = name.lower()
+        # Refused here, before anything is sent (ValueError), rather than
+        # when the 101 is written.
+        check_field(name, value)
+        headers.append((name, value))
     return Accepted(headers, subprotocol, extensions, names)
 
 
 def response_head(status: int, headers: HeaderList, reason: bytes | None = None) -> bytes:
-    """The bytes of an HTTP/1.1 response head, ending with the blank line."""
-    if reason is None:
-        try:
-            reason = HTTPStatus(status).phrase.encode("ascii")
-        except ValueError:
-            reason = b""
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    for name, value in headers:
-        _check_field(name, value)
-        parts.append(b"%s: %s\r\n" % (name, value))
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    """The bytes of an HTTP/1.1 response head, ending with the blank line.
+
+    Every field is checked (token names; no CR, LF, NUL or other control
+    character in values): ``ValueError`` before anything is built.
+    """
+    return _wire.response_head(status, headers, reason_bytes=reason)
 
 
 def rejection_response(status: int, headers: HeaderList = (), body: bytes = b"") -> bytes:
-    """A complete response that refuses an upgrade; the connection closes after it."""
-    names = {n.lower() for n, _ in headers}
-    full = list(headers)
-    if b"content-length" not in names:
-        full.append((b"content-length", str(len(body)).encode("ascii")))
-    if b"connection" not in names:
-        full.append((b"connection", b"close"))
-    if body and b"content-type" not in names:
-        full.append((b"content-type", b"text/plain; charset=utf-8"))
-    return response_head(status, full) + body
+    """A complete response that refuses an upgrade, with ``Content-Length``,
+    ``Date`` and ``Connection: close``; the connection closes after it.
 
-
-def _check_field(name: bytes, value: bytes) -> None:
-    if not name or not set(name) <= _TOKEN_CHARS:
-        raise ValueError(f"invalid header name {name!r}")
-    if b"\r" in value or b"\n" in value or b"\x00" in value:
-        raise ValueError(f"invalid header value for {name!r}")
-
-
-# Header names and values that most handshakes carry, shared by every request
-# that has them: a session keeps its request's headers for its whole life, and
-# a bytes object per name and value per idle connection adds up (~0.3 KiB).
-_COMMON = {
-    field: field
-    for field in (
-        b"host",
-        b"upgrade",
-        b"connection",
-        b"origin",
-        b"user-agent",
-        b"pragma",
-        b"cache-control",
-        b"accept-encoding",
-        b"accept-language",
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"sec-websocket-extensions",
-        b"sec-websocket-protocol",
-        b"sec-websocket-accept",
-        b"websocket",
-        b"Upgrade",
-        b"upgrade",
-        b"keep-alive, Upgrade",
-        b"13",
-        b"no-cache",
-        b"gzip, deflate, br",
-        b"gzip, deflate, br, zstd",
-        b"permessage-deflate; client_max_window_bits",
-    )
-}
-
-
-def _parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
-    headers: list[tuple[bytes, bytes]] = []
-    common = _COMMON
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            raise HeadError("obsolete header line folding")
-        name, sep, value = line.partition(b":")
-        if not sep or not name or not set(name) <= _TOKEN_CHARS:
-            raise HeadError(f"malformed header line {line[:40]!r}")
-        name = name.lower()
-        value = value.strip(b" \t")
-        headers.append((common.get(name, name), common.get(value, value)))
-    return headers
-
-
-def parse_request_head(head: bytes) -> tuple[str, str, str, list[tuple[bytes, bytes]]]:
-    """Parse a request head (without the final CRLF CRLF) into method, target, version, headers."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[0] or not parts[1]:
-        raise HeadError("malformed request line")
-    method, target, version = parts
-    if not version.startswith(b"HTTP/") or len(version) != 8:
-        raise HeadError("malformed HTTP version")
-    if version[5:6] != b"1":
-        raise HeadError("unsupported HTTP version", 505)
-    if not set(method) <= _TOKEN_CHARS:
-        raise HeadError("malformed method")
-    if any(c <= 0x20 or c == 0x7F for c in target):
-        raise HeadError("malformed request target")
-    return (
-        method.decode("ascii"),
-        target.decode("latin-1"),
-        version[5:].decode("ascii"),
-        _parse_fields(lines[1:]),
-    )
-
-
-def parse_response_head(head: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
-    """Parse a response head (without the final CRLF CRLF) into status and headers."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise HeadError("malformed status line")
-    return int(code), _parse_fields(lines[1:])
+    Raises ``ValueError`` (nothing built) for an invalid field.
+    """
+    return _wire.simple_response(status, headers, body)
 
 
 def client_request(
@@ -318,7 +210,15 @@ def client_request(
     extensions: Sequence[str] = (),
     headers: HeaderList = (),
 ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-    """The client's opening handshake: request bytes and the header list sent."""
+    """The client's opening handshake: request bytes and the header list sent.
+
+    Raises ``ValueError`` before building anything for a *path* that is not
+    visible ASCII (a space, CR, LF or NUL would split the request line) or a
+    field that could not be written (see :func:`trio_upgrade._wire.check_field`).
+    """
+    target = path.encode("latin-1") if path.isascii() else b""
+    if _TARGET.fullmatch(target) is None:
+        raise ValueError(f"invalid request target {path!r}")
     fields: list[tuple[bytes, bytes]] = [
         (b"host", host.encode("idna") if not host.isascii() else host.encode("ascii")),
         (b"upgrade", b"websocket"),
@@ -331,10 +231,10 @@ def client_request(
     if extensions:
         fields.append((b"sec-websocket-extensions", ", ".join(extensions).encode("latin-1")))
     fields.extend((n.lower(), v) for n, v in headers)
-    lines = [b"GET %s HTTP/1.1\r\n" % path.encode("latin-1")]
+    lines = [b"GET %s HTTP/1.1\r\n" % target]
     for name, value in fields:
-        _check_field(name, value)
-        lines.append(b"%s: %s\r\n" % (name, value))
+        check_field(name, value)
+        lines += (name, b": ", value, b"\r\n")
     lines.append(b"\r\n")
     return b"".join(lines), fields
 
@@ -354,20 +254,20 @@ def check_response(
     """
     if config is None:
         config = WebSocketConfig()
-    if "websocket" not in _tokens(headers, b"upgrade"):
+    if b"websocket" not in list_tokens(headers, b"upgrade"):
         raise HandshakeError("101 response without 'Upgrade: websocket'")
-    if "upgrade" not in _tokens(headers, b"connection"):
+    if b"upgrade" not in list_tokens(headers, b"connection"):
         raise HandshakeError("101 response without 'Connection: upgrade'")
-    accepts = _values(headers, b"sec-websocket-accept")
+    accepts = field_values(headers, b"sec-websocket-accept")
     if [a.strip() for a in accepts] != [accept_key(key).encode("ascii")]:
         raise HandshakeError("wrong or missing Sec-WebSocket-Accept")
-    chosen = split_header_tokens(_values(headers, b"sec-websocket-protocol"))
+    chosen = split_header_tokens(field_values(headers, b"sec-websocket-protocol"))
     subprotocol: str | None = None
     if chosen:
         if len(chosen) != 1 or chosen[0] not in subprotocols:
             raise HandshakeError(f"server chose a subprotocol we did not offer: {chosen}")
         subprotocol = chosen[0]
-    elements = split_header_tokens(_values(headers, b"sec-websocket-extensions"))
+    elements = split_header_tokens(field_values(headers, b"sec-websocket-extensions"))
     extensions: list[Extension] = []
     if elements:
         if len(elements) != 1 or config.compression is None:

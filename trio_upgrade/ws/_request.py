@@ -5,23 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Address", "HandshakeRequest", "split_header_tokens"]
+from .._wire import Address, split_list
 
-Address = tuple[str, int] | str
-"""``(host, port)`` for TCP, a path for Unix sockets."""
+__all__ = ["Address", "HandshakeRequest", "split_header_tokens"]
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
 
 def split_header_tokens(values: Iterable[bytes]) -> list[str]:
     """Comma-separated list elements of every value, stripped, empties dropped (RFC 9110 §5.6.1)."""
-    out: list[str] = []
-    for value in values:
-        for piece in value.split(b","):
-            token = piece.strip()
-            if token:
-                out.append(token.decode("latin-1"))
-    return out
+    return [element.decode("latin-1") for element in split_list(values)]
 
 
 @dataclass(frozen=True, slots=True)

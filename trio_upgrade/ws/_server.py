@@ -10,23 +10,23 @@ from dataclasses import dataclass
 
 import trio
 
+from .._wire import (
+    DEFAULT_MAX_FIELDS,
+    DEFAULT_MAX_HEAD_SIZE,
+    Framing,
+    FramingError,
+    HeadError,
+    RequestParser,
+    request_framing,
+    response_head,
+    simple_response,
+)
 from ..core import Bind, Connection, Server, open_listeners
 from ._config import WebSocketConfig
 from ._errors import ConnectionClosed
-from ._handshake import (
-    Accepted,
-    ClientOffer,
-    HeadError,
-    Rejection,
-    accept,
-    parse_request_head,
-    rejection_response,
-    response_head,
-    validate_request,
-)
+from ._handshake import Accepted, ClientOffer, Rejection, accept, validate_request
 from ._request import HandshakeRequest
 from ._session import WebSocket
-from ._wire import read_head
 
 __all__ = ["Accept", "HandshakeHook", "Reject", "WebSocketHandler", "serve_websocket"]
 
@@ -83,7 +83,8 @@ async def serve_websocket(
     max_connections: int = 1000,
     grace_period: float = 10.0,
     handshake_timeout: float = 10.0,
-    max_head_size: int = 16 * 1024,
+    max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
+    max_header_fields: int = DEFAULT_MAX_FIELDS,
     unix_mode: int | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -94,7 +95,9 @@ async def serve_websocket(
     400 (426 for a wrong ``Sec-WebSocket-Version``); otherwise *handshake*, if
     given, sees the :class:`HandshakeRequest` and returns :class:`Accept`
     (subprotocol, extra headers) or :class:`Reject` (any status, headers and
-    body). Then ``await handler(ws)`` runs; when it returns the session closes
+    body). A head over *max_head_size* bytes or with more than
+    *max_header_fields* fields is answered with 431, a malformed one with 400.
+    Then ``await handler(ws)`` runs; when it returns the session closes
     with 1000 (1011 if it raised; a :class:`ConnectionClosed` escaping the handler
     is not an error).
 
@@ -112,7 +115,11 @@ async def serve_websocket(
         handshake=handshake,
         config=config,
         handshake_timeout=handshake_timeout,
-        max_head_size=max_head_size,
+        # One argument for both head limits: the connection's frame lives as
+        # long as the session, and every argument is 8 bytes of it.
+        new_parser=functools.partial(
+            RequestParser, max_size=max_head_size, max_fields=max_header_fields
+        ),
     )
     server = Server(
         on_connection, listeners, max_connections=max_connections, grace_period=grace_period
@@ -127,13 +134,13 @@ async def _serve_connection(
     handshake: HandshakeHook | None,
     config: WebSocketConfig,
     handshake_timeout: float,
-    max_head_size: int,
+    new_parser: Callable[[], RequestParser],
 ) -> None:
     stream = conn.stream
     opened: tuple[HandshakeRequest, bytes, Accepted] | None = None
     with trio.move_on_after(handshake_timeout):
         try:
-            opened = await _handshake(conn, handshake, config, max_head_size)
+            opened = await _handshake(conn, handshake, config, new_parser())
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
     if opened is None:
@@ -167,40 +174,56 @@ async def _serve_connection(
         raise error
 
 
+# The method as the session keeps it: one shared string rather than one per request.
+_GET = "GET"
+
+
 async def _handshake(
     conn: Connection,
     hook: HandshakeHook | None,
     config: WebSocketConfig,
-    max_head_size: int,
+    parser: RequestParser,
 ) -> tuple[HandshakeRequest, bytes, Accepted] | None:
     stream = conn.stream
     try:
-        got = await read_head(stream, max_head_size)
-        if got is None:
-            return None
-        head, rest = got
-        method, target, version, headers = parse_request_head(head)
-    except HeadError as exc:
-        await stream.send_all(rejection_response(exc.status, body=f"{exc}\n".encode()))
+        head = None
+        while head is None:
+            data = await stream.receive_some(parser.read_size)
+            if not data:
+                return None
+            head = parser.feed(data)
+        # An opening handshake has no body (RFC 6455 §4.1): bytes after its
+        # head are frames, so a head that frames a body is refused, not guessed at.
+        if request_framing(head.fields, head.http_version).kind != Framing.NONE:
+            raise HeadError("an opening handshake has no body")
+    except (HeadError, FramingError) as exc:
+        await stream.send_all(simple_response(exc.status, body=f"{exc}\n".encode()))
         return None
-    checked: ClientOffer | Rejection = validate_request(method, headers, http_version=version)
+    checked: ClientOffer | Rejection = validate_request(
+        head.method, head.fields, http_version=head.http_version
+    )
     if isinstance(checked, Rejection):
         await stream.send_all(
-            rejection_response(checked.status, checked.headers, f"{checked.reason}\n".encode())
+            simple_response(checked.status, checked.headers, f"{checked.reason}\n".encode())
         )
         return None
     request = HandshakeRequest(
-        path=target,
-        headers=tuple(headers),
+        path=head.target.decode("latin-1"),
+        headers=tuple(head.fields),
         client=conn.client,
         server=conn.server,
-        method=method,
+        method=_GET,
     )
+    rest = parser.rest
+    del head, parser
     decision: Accept | Reject = Accept() if hook is None else await hook(request)
     if isinstance(decision, Reject):
-        await stream.send_all(
-            rejection_response(decision.status, list(decision.headers), decision.body)
-        )
+        try:
+            refusal = simple_response(decision.status, list(decision.headers), decision.body)
+        except ValueError:
+            logger.exception("handshake hook returned an invalid Reject")
+            refusal = simple_response(500, body=b"internal error\n")
+        await stream.send_all(refusal)
         return None
     try:
         result = accept(
@@ -211,7 +234,7 @@ async def _handshake(
         )
     except ValueError:
         logger.exception("handshake hook returned an invalid Accept")
-        await stream.send_all(rejection_response(500, body=b"internal error\n"))
+        await stream.send_all(simple_response(500, body=b"internal error\n"))
         return None
     await stream.send_all(response_head(101, result.headers))
     return request, rest, result
