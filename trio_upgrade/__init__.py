@@ -16,6 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._entry import run, serve
     from .bridge import App, ServerWebSocket, WebSocketRouter, check_origin
     from .core import (
         Connection,
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
         Response,
         Router,
         Takeover,
-        run,
-        serve,
     )
     from .proxy import Proxy, ProxyConfig
     from .ws import (
@@ -66,8 +65,9 @@ _EXPORTS: dict[str, str] = {
     "Response": "http",
     "Router": "http",
     "Takeover": "http",
-    "run": "http",
-    "serve": "http",
+    # Dispatchers: a native handler goes to http, an ASGI 3 app to asgi.
+    "run": "_entry",
+    "serve": "_entry",
     "Proxy": "proxy",
     "ProxyConfig": "proxy",
     "ConnectionClosed": "ws",

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import ssl
 from collections.abc import Awaitable
 from typing import Any, TypeGuard, final
 
 import trio
 
+from ..core._interface import takes_three_arguments
 from ..http import Request, Response, Takeover
 from ..ws import Rejection, WebSocketConfig, validate_request
 from ._http import ASGIApp, HTTPCycle
@@ -150,25 +150,4 @@ def is_asgi_app(obj: object) -> TypeGuard[ASGIApp]:
     Judged by the signature, as uvicorn's ``--interface auto`` does; an
     object whose signature cannot be read is taken as native.
     """
-    if not callable(obj):
-        return False
-    target: Any = obj
-    if not inspect.isroutine(obj) and not inspect.isclass(obj):
-        target = type(obj).__call__
-        try:
-            params = list(inspect.signature(target).parameters.values())[1:]
-        except (TypeError, ValueError):
-            return False
-    else:
-        try:
-            params = list(inspect.signature(target).parameters.values())
-        except (TypeError, ValueError):
-            return False
-    positional = [
-        p
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return len(positional) != 1
-    return len(positional) == 3
+    return takes_three_arguments(obj)

@@ -111,22 +111,29 @@ class Lifespan:
         # not wrapped in an ExceptionGroup.
         failure: LifespanFailure | None = None
         error: BaseException | None = None
+        # The app's lifespan task is shielded from the caller's cancellation,
+        # so that a server stopped by cancelling it still sends the app its
+        # shutdown; it is cancelled here, once the session is over.
+        app_scope = trio.CancelScope(shield=True)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._run, events)
-            self._step = _Step.STARTING
-            to_app.send_nowait({"type": "lifespan.startup"})
-            await self._answer.wait()
-            if not self._unsupported and self._step is not _Step.STARTED:
-                failure = LifespanFailure("startup", self._failure_text())
-            else:
-                try:
-                    yield self.state
-                except BaseException as exc:
-                    error = exc
-                if self._step is _Step.STARTED:
-                    failure = await self._shutdown(to_app)
-            to_app.close()
-            nursery.cancel_scope.cancel()
+            nursery.start_soon(self._run, events, app_scope)
+            try:
+                self._step = _Step.STARTING
+                to_app.send_nowait({"type": "lifespan.startup"})
+                await self._answer.wait()
+                if not self._unsupported and self._step is not _Step.STARTED:
+                    failure = LifespanFailure("startup", self._failure_text())
+                else:
+                    try:
+                        yield self.state
+                    except BaseException as exc:
+                        error = exc
+                    if self._step is _Step.STARTED:
+                        failure = await self._shutdown(to_app)
+            finally:
+                to_app.close()
+                app_scope.cancel()
+                nursery.cancel_scope.cancel()
         if error is not None:
             raise error
         if failure is not None:
@@ -135,7 +142,11 @@ class Lifespan:
     async def _shutdown(self, to_app: trio.MemorySendChannel[Message]) -> LifespanFailure | None:
         self._answer = trio.Event()
         self._step = _Step.STOPPING
-        to_app.send_nowait({"type": "lifespan.shutdown"})
+        try:
+            to_app.send_nowait({"type": "lifespan.shutdown"})
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The app's lifespan already ended after its startup.
+            return None
         # Shielded: a server stopped by cancellation still shuts the app down.
         with trio.CancelScope(shield=True), trio.move_on_after(self.shutdown_timeout) as timeout:
             await self._answer.wait()
@@ -153,7 +164,13 @@ class Lifespan:
             return f"{type(self._app_error).__name__}: {self._app_error}"
         return "the app's lifespan ended without answering"
 
-    async def _run(self, events: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _run(
+        self, events: trio.MemoryReceiveChannel[Message], app_scope: trio.CancelScope
+    ) -> None:
+        with app_scope:
+            await self._run_app(events)
+
+    async def _run_app(self, events: trio.MemoryReceiveChannel[Message]) -> None:
         scope = {"type": "lifespan", "asgi": dict(ASGI_VERSION), "state": self.state}
 
         async def receive() -> Message:
