@@ -5,6 +5,13 @@ compressed frame can become gigabytes. This one inflates at most the message
 size limit and fails the message with 1009 beyond it. Negotiation is pure:
 :func:`negotiate_server` picks the first acceptable client offer,
 :func:`client_offer` / :func:`client_finalize` do the client's side.
+
+wsproto calls the extension hooks for fragments, control frames and frames
+that arrive in pieces. The busy paths skip its machinery: the session frames
+complete messages itself with :meth:`PerMessageDeflate.deflate_message`, and
+the server's frame decoder (``_fastmask``) hands a whole received data frame
+to :meth:`PerMessageDeflate.inbound_frame`. Both share the one compressor and
+decompressor per direction, so context takeover spans the two paths.
 """
 
 from __future__ import annotations
