@@ -87,6 +87,7 @@ async def echo(ws: WebSocket) -> None:
 def check(report: AutobahnReport) -> None:
     """The allow-list verdict: every selected case ran, each one OK or INFORMATIONAL."""
     assert report.passed, report.summary()
+    print(report.summary())  # the counts, with -s
 
 
 @pytest.mark.parametrize("group", GROUPS)
