@@ -3,6 +3,10 @@
 Each server runs in its own process on 127.0.0.1 and echoes every message;
 a picows client (C-accelerated, asyncio) in another process drives it and
 checks every reply byte for byte, so a broken server cannot look fast. The
+compressed workloads are driven by websockets' asyncio client instead
+(``_ws_deflate_client.py``; picows has no permessage-deflate), each server
+with its default deflate settings; servers without permessage-deflate are
+left out of them. The
 server's CPU comes from ``/proc/<pid>/stat`` around the measured phase only
 (handshakes excluded for the message workloads). Servers:
 
@@ -18,6 +22,10 @@ Workloads (binary messages):
 
 - ``small``: 50 connections x 2000 messages x 32 B, 8 in flight per connection;
 - ``large``: 4 connections x 50 messages x 1 MiB, 2 in flight;
+- ``deflate-small``: 50 connections x 1000 text messages x 32 B, 8 in flight,
+  permessage-deflate negotiated (what every browser offers);
+- ``deflate-4k``: 20 connections x 500 text messages x 4 KiB (chat-like JSON,
+  compressible about 2.5:1), 4 in flight, permessage-deflate negotiated;
 - ``idle``: 3000 idle connections: server RSS per connection (RSS after
   opening them minus RSS before, after a warm-up), handshakes per second
   while opening them (100 at a time) and server CPU per handshake.
@@ -36,7 +44,8 @@ servers under cProfile and leaves ``<server>-<workload>.prof`` files in DIR
 ``--repeat N`` runs the servers round-robin N times per workload and reports
 medians. Targets (from the
 WebSocket issue): small messages <= 1.15x the minimal loop's CPU; large
-messages at or below websockets.trio's CPU; <= 12 KiB per idle connection.
+messages at or below websockets.trio's CPU; <= 12 KiB per idle connection;
+compressed messages at or below websockets.trio's CPU.
 """
 
 from __future__ import annotations
@@ -77,6 +86,10 @@ SERVERS: dict[str, tuple[str, str]] = {
     "websockets-asyncio": ("websockets_asyncio_echo.py", "websockets asyncio (reference)"),
 }
 CLIENT = BENCH_DIR / "_ws_client.py"
+DEFLATE_CLIENT = BENCH_DIR / "_ws_deflate_client.py"
+# Servers that negotiate permessage-deflate by default (the others would echo
+# the compressed workloads uncompressed).
+DEFLATE_SERVERS = ("ours", "ours-app", "websockets-trio", "websockets-asyncio")
 MIB = 1024 * 1024
 
 
@@ -88,12 +101,20 @@ class Workload:
     size: int
     inflight: int
     idle: bool = False
+    # Text messages over permessage-deflate, driven by _ws_deflate_client.py.
+    deflate: bool = False
 
 
 WORKLOADS: dict[str, Workload] = {
     "small": Workload("small", connections=50, messages=2000, size=32, inflight=8),
     "large": Workload("large", connections=4, messages=50, size=MIB, inflight=2),
     "idle": Workload("idle", connections=3000, messages=0, size=0, inflight=0, idle=True),
+    "deflate-small": Workload(
+        "deflate-small", connections=50, messages=1000, size=32, inflight=8, deflate=True
+    ),
+    "deflate-4k": Workload(
+        "deflate-4k", connections=20, messages=500, size=4096, inflight=4, deflate=True
+    ),
 }
 # A few echoes on a fresh server before anything is measured, so lazy imports
 # and first-use allocations are not charged to the workload (or the idle RSS).
@@ -133,7 +154,24 @@ class IdleSample:
 
 
 def client_cmd(url: str, w: Workload, timeout: float) -> list[str]:
-    """The picows client process for workload ``w`` against ``url`` (ws://127.0.0.1:...)."""
+    """The client process for workload ``w`` against ``url`` (ws://127.0.0.1:...)."""
+    if w.deflate:
+        return [
+            sys.executable,
+            str(DEFLATE_CLIENT),
+            "--url",
+            url,
+            "--connections",
+            str(w.connections),
+            "--messages",
+            str(w.messages),
+            "--size",
+            str(w.size),
+            "--inflight",
+            str(w.inflight),
+            "--timeout",
+            str(timeout),
+        ]
     return [
         sys.executable,
         str(CLIENT),
@@ -189,7 +227,7 @@ def measure(
     script, _ = SERVERS[name]
     profile = profile_path(args.profile, name, w.name)
     with ServerProcess(name, script, profile=profile) as server:
-        run_echo(server, WARMUP, args.timeout)
+        run_echo(server, replace(WARMUP, deflate=w.deflate), args.timeout)
         sample = run_idle(server, w, args.timeout) if w.idle else run_echo(server, w, args.timeout)
         server.check_alive()
     if isinstance(sample, IdleSample):
@@ -215,8 +253,9 @@ def describe(w: Workload) -> str:
     if w.idle:
         return f"{w.connections} idle connections"
     size = f"{w.size // MIB} MiB" if w.size >= MIB else f"{w.size} B"
+    kind = "text messages (permessage-deflate)" if w.deflate else "messages"
     return (
-        f"{w.connections} connections x {w.messages} messages x {size}, "
+        f"{w.connections} connections x {w.messages} {kind} x {size}, "
         f"{w.inflight} in flight per connection"
     )
 
@@ -268,7 +307,7 @@ def echo_table(
             verdicts.append(
                 _verdict("ours CPU <= 1.15x minimal", cpu["ours"], cpu.get("minimal"), 1.15)
             )
-        elif w.name == "large":
+        elif w.name == "large" or w.deflate:
             verdicts.append(
                 _verdict(
                     "ours CPU <= 1.0x websockets.trio", cpu["ours"], cpu.get("websockets-trio"), 1.0
@@ -276,8 +315,8 @@ def echo_table(
             )
     title = f"WebSocket echo, {w.name}: {describe(w)}"
     notes = [
-        "Ratios are of server CPU seconds (lower is better). Client busy % is the picows "
-        "client's CPU over the wall time: near 100 means msgs/s was capped by the client.",
+        "Ratios are of server CPU seconds (lower is better). Client busy % is the load "
+        "generator's CPU over the wall time: near 100 means msgs/s was capped by the client.",
         *verdicts,
     ]
     return format_table(title, columns, rows, notes), cpu, verdicts
@@ -382,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
                 log(f" round {round_no + 1}/{args.repeat}")
             for name in names:
                 if name in status or name in failed:
+                    continue
+                if w.deflate and name not in DEFLATE_SERVERS:
+                    failed[name] = "no permessage-deflate by default"
                     continue
                 try:
                     samples[name].append(measure(name, w, args, log))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from _common import HOST, MAX_MESSAGE, parse_port, trio_wait_for_signal, unavailable
+from _common import HOST, MAX_MESSAGE, keepalive, parse_port, trio_wait_for_signal, unavailable
 
 try:
     import trio
@@ -27,7 +27,9 @@ async def echo(ws: WebSocket) -> None:
 
 
 async def main(port: int) -> None:
-    config = WebSocketConfig(max_message_size=MAX_MESSAGE)
+    config = WebSocketConfig(
+        max_message_size=MAX_MESSAGE, ping_interval=20.0 if keepalive() else None
+    )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             functools.partial(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from _common import HOST, MAX_MESSAGE, parse_port, unavailable
+from _common import HOST, MAX_MESSAGE, keepalive, parse_port, unavailable
 
 try:
     from websockets.asyncio.server import ServerConnection, serve
@@ -26,7 +26,8 @@ async def main(port: int) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with serve(echo, HOST, port, max_size=MAX_MESSAGE):
+    ping_interval = 20.0 if keepalive() else None
+    async with serve(echo, HOST, port, max_size=MAX_MESSAGE, ping_interval=ping_interval):
         await stop.wait()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 
-from _common import HOST, MAX_MESSAGE, parse_port, trio_wait_for_signal, unavailable
+from _common import HOST, MAX_MESSAGE, keepalive, parse_port, trio_wait_for_signal, unavailable
 
 try:
     import trio
@@ -23,7 +23,16 @@ async def echo(ws: ServerConnection) -> None:
 
 async def main(port: int) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(serve, echo, port, host=HOST, max_size=MAX_MESSAGE))
+        nursery.start_soon(
+            functools.partial(
+                serve,
+                echo,
+                port,
+                host=HOST,
+                max_size=MAX_MESSAGE,
+                ping_interval=20.0 if keepalive() else None,
+            )
+        )
         await trio_wait_for_signal()
         nursery.cancel_scope.cancel()
 

@@ -1,4 +1,4 @@
-"""The Autobahn TestSuite (through kosoku) against an echo route of an App: no FAILED case.
+"""The Autobahn TestSuite (through kosoku) against an echo route of an App: every case OK.
 
 The standalone server's run (tests/ws/test_autobahn.py) covers all 517 cases
 on the session. Through the bridge the session is the same code; what differs
@@ -88,8 +88,8 @@ async def run(cases: list[str], exclude: list[str], outdir: Path) -> None:
             exclude=exclude,
             parallelism=2,
         )
-    assert report.behavior, f"no case ran:\n{report.output[-3000:]}"
-    assert report.failed == [], report.summary()
+    # The allow-list verdict: every selected case ran, each one OK or INFORMATIONAL.
+    assert report.passed, report.summary()
     print(report.summary())
 
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import BytesMessage
+from wsproto.events import BytesMessage, TextMessage
 from wsproto.frame_protocol import FrameDecoder, XorMaskerSimple
 
 from trio_upgrade.ws import Deflate, _fastmask, websocket_session
@@ -318,3 +318,95 @@ async def test_client_frames_masked_in_c_are_read_exactly_by_a_plain_wsproto_ser
     assert first[:2] == second[:2] == b"\x82\x84"
     assert first[2:6] != second[2:6]
     assert reference(first[6:], first[2:6]) == reference(second[6:], second[2:6]) == b"same"
+
+
+# -- the one-step decoder of whole frames agrees with wsproto's ----------------
+
+
+def _mixed_stream(rng: random.Random, compressed: bool) -> bytes:
+    """Masked client frames: whole and fragmented messages, some with a ping inside,
+    all three header lengths, empty payloads, text with multi-byte characters."""
+    import zlib
+
+    from ._helpers import frame
+
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = b""
+    for i in range(60):
+        text = rng.random() < 0.5
+        size = rng.choice([0, 1, 125, 126, 300, 65535, 65536, 70000])
+        data = ("ä" * (size // 2)).encode() if text else rng.randbytes(size)
+        if compressed:
+            data = (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        cut = sorted(rng.sample(range(len(data) + 1), min(3, len(data) + 1)))[:2] if i % 3 else []
+        pieces = [data[a:b] for a, b in zip([0, *cut], [*cut, len(data)], strict=True)]
+        for j, piece in enumerate(pieces):
+            opcode = (0x1 if text else 0x2) if j == 0 else 0x0
+            rsv = 0b100 if compressed and j == 0 else 0
+            out += frame(opcode, piece, fin=j == len(pieces) - 1, rsv=rsv)
+            if j == 0 and len(pieces) > 1 and i % 2:
+                out += frame(0x9, b"ping %d" % i)
+    return out + frame(0x8, b"\x03\xe8bye")
+
+
+def _events(data: bytes, accelerated: bool, compressed: bool, step: int) -> list[object]:
+    def ext() -> list[PerMessageDeflate]:
+        if not compressed:
+            return []
+        return [
+            PerMessageDeflate(
+                client=False,
+                local_bits=15,
+                remote_bits=15,
+                local_no_context_takeover=False,
+                remote_no_context_takeover=False,
+                config=Deflate(),
+                max_message_size=None,
+            )
+        ]
+
+    conn = Connection(ConnectionType.SERVER, extensions=ext())
+    if accelerated:
+        _fastmask.accelerate(conn)
+    # Messages whole (chunk boundaries follow the reads, and the one-step
+    # decoder joins whole continuation frames), everything else as it came.
+    events: list[object] = []
+    parts: list[str | bytes] = []
+    for i in range(0, len(data), step):
+        conn.receive_data(data[i : i + step])
+        for event in conn.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                parts.append(event.data)
+                if event.message_finished:
+                    joined = "".join(parts) if isinstance(parts[0], str) else b"".join(parts)  # type: ignore[arg-type]
+                    events.append((type(event).__name__, joined))
+                    parts = []
+            else:
+                events.append(repr(event))
+    return events
+
+
+@needs_speedups
+@pytest.mark.skipif(EXTENSION_SKIPPED, reason="extension skipped on purpose")
+@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "deflate"])
+def test_the_one_step_decoder_yields_exactly_wsprotos_events(
+    compressed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _mixed_stream(random.Random(11), compressed)
+    calls = 0
+    one_step = PerMessageDeflate.inbound_frame
+
+    def counted(self: PerMessageDeflate, *args: object) -> object:
+        nonlocal calls
+        calls += 1
+        return one_step(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PerMessageDeflate, "inbound_frame", counted)
+    expected = _events(data, accelerated=False, compressed=compressed, step=len(data))
+    assert len(expected) > 80
+    assert str(expected[-1]).startswith("CloseConnection")
+    # Whole: every frame takes the one-step path; odd-sized reads: a mix of both.
+    for step in (len(data), 7919, 301):
+        assert _events(data, accelerated=True, compressed=compressed, step=step) == expected
+    # Every compressed data frame of the whole run went through the one-step path.
+    assert calls >= (60 if compressed else 0)

@@ -121,8 +121,11 @@ def test_accept_refuses_a_subprotocol_the_client_did_not_offer() -> None:
 def test_accept_negotiates_deflate_only_when_configured() -> None:
     offer = ClientOffer(key=KEY, extensions=("permessage-deflate",))
     on = accept(offer)
-    assert on.extension_names == ("permessage-deflate",)
-    assert (b"sec-websocket-extensions", b"permessage-deflate") in on.headers
+    assert on.extension_names == ("permessage-deflate; server_max_window_bits=12",)
+    assert (
+        b"sec-websocket-extensions",
+        b"permessage-deflate; server_max_window_bits=12",
+    ) in on.headers
     assert len(on.extensions) == 1
     off = accept(offer, config=WebSocketConfig(compression=None))
     assert off.extensions == []
@@ -177,7 +180,7 @@ def test_check_response_accepts_a_matching_101() -> None:
     accepted = accept(offer, subprotocol="x")
     subprotocol, extensions, names = check_response(KEY, accepted.headers, subprotocols=["x"])
     assert subprotocol == "x"
-    assert names == ("permessage-deflate",)
+    assert names == ("permessage-deflate; server_max_window_bits=12",)
     assert len(extensions) == 1
 
 

@@ -26,14 +26,22 @@ class Deflate:
     - ``level`` (0-9): zlib compression level; ``mem_level`` (1-9): zlib memory level.
     - ``min_size``: messages shorter than this many bytes go out uncompressed
       (RFC 7692 section 6: compression is per message and optional).
+
+    The defaults are websockets' (window 12, ``mem_level`` 5, level 6): with
+    a 4 KiB window and a 4 Ki-entry hash table zlib compressed Autobahn's
+    128 KiB text sample about twice as fast as with its own defaults (window
+    15, ``mem_level`` 8), and a compressor holds 32 KiB instead of 256 KiB,
+    for output about 10% larger. A client whose offer lacks
+    ``client_max_window_bits`` may still use a window of 15 (RFC 7692
+    section 7.1.2.2), and we inflate with that.
     """
 
-    server_max_window_bits: int = 15
-    client_max_window_bits: int = 15
+    server_max_window_bits: int = 12
+    client_max_window_bits: int = 12
     server_no_context_takeover: bool = False
     client_no_context_takeover: bool = False
     level: int = 6
-    mem_level: int = 8
+    mem_level: int = 5
     min_size: int = 0
 
     def __post_init__(self) -> None:

@@ -5,6 +5,13 @@ compressed frame can become gigabytes. This one inflates at most the message
 size limit and fails the message with 1009 beyond it. Negotiation is pure:
 :func:`negotiate_server` picks the first acceptable client offer,
 :func:`client_offer` / :func:`client_finalize` do the client's side.
+
+wsproto calls the extension hooks for fragments, control frames and frames
+that arrive in pieces. The busy paths skip its machinery: the session frames
+complete messages itself with :meth:`PerMessageDeflate.deflate_message`, and
+the server's frame decoder (``_fastmask``) hands a whole received data frame
+to :meth:`PerMessageDeflate.inbound_frame`. Both share the one compressor and
+decompressor per direction, so context takeover spans the two paths.
 """
 
 from __future__ import annotations
@@ -252,20 +259,61 @@ class PerMessageDeflate(Extension):
             self._in_budget = self._max
         return _RSV1
 
-    def _inflate(self, data: bytes) -> bytes | CloseReason:
+    def _inflate(self, data: bytes, final: bool = False) -> bytes | CloseReason:
+        """Inflate one frame's payload (plus the stripped tail if *final*), within the budget.
+
+        zlib is never asked for more than the message may still produce plus
+        one byte: a compression bomb costs at most ``max_message_size`` bytes
+        of output before it fails with 1009.
+        """
         d = self._decompressor
         if d is None:
             d = self._decompressor = zlib.decompressobj(-max(self.remote_bits, 9))
         budget = self._in_budget
         try:
+            if final and len(data) < 2048:
+                # One call on a small copy is cheaper than a second call for the tail.
+                data += _TAIL
+                final = False
             if budget is None:
-                return d.decompress(data)
+                out = d.decompress(data)
+                if final:
+                    out += d.decompress(_TAIL)
+                return out
             out = d.decompress(data, budget + 1)
+            if final and not d.unconsumed_tail and len(out) <= budget:
+                out += d.decompress(_TAIL, budget + 1 - len(out))
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         if len(out) > budget or d.unconsumed_tail:
             return CloseReason.MESSAGE_TOO_BIG
         self._in_budget = budget - len(out)
+        return out
+
+    def inbound_frame(
+        self, opcode: int, rsv1: bool, payload: bytes, fin: bool
+    ) -> bytes | CloseReason:
+        """A whole data frame at once (opcode 0, 1 or 2): its payload, inflated if compressed.
+
+        What :meth:`frame_inbound_header`, :meth:`frame_inbound_payload_data`
+        and :meth:`frame_inbound_complete` do for one frame, in one call: the
+        session's frame decoder uses it for frames that arrived whole.
+        """
+        self._in_control = False
+        if opcode == 0:
+            if rsv1:
+                return CloseReason.PROTOCOL_ERROR
+        else:
+            self._in_compressed = rsv1
+            self._in_budget = self._max
+        if not self._in_compressed:
+            return payload
+        if not fin:
+            return self._inflate(payload) if payload else payload
+        self._in_compressed = False
+        out = self._inflate(payload, final=True)
+        if self.remote_no_context_takeover:
+            self._decompressor = None
         return out
 
     def frame_inbound_payload_data(
@@ -283,7 +331,7 @@ class PerMessageDeflate(Extension):
         if not self._in_compressed:
             return None
         self._in_compressed = False
-        out = self._inflate(_TAIL)
+        out = self._inflate(b"", final=True)
         if self.remote_no_context_takeover:
             self._decompressor = None
         return out
@@ -317,6 +365,30 @@ class PerMessageDeflate(Extension):
             if self.local_no_context_takeover:
                 self._compressor = None
         return rsv, out
+
+    def deflate_message(self, data: bytes) -> bytes | None:
+        """The payload of one complete message, compressed; None to send *data* as it is.
+
+        RFC 7692 section 7.2.1: compress, flush with Z_SYNC_FLUSH, strip the
+        empty stored block (00 00 ff ff) the flush ends with. The compressor
+        (and its window) carries over to the next message unless context
+        takeover was refused. The caller frames it with RSV1 set.
+        """
+        if len(data) < self._min_size:
+            return None
+        c = self._compressor
+        if c is None:
+            c = self._compressor = zlib.compressobj(
+                self._level, zlib.DEFLATED, -self.local_bits, self._mem_level
+            )
+        body = c.compress(data)
+        tail = c.flush(zlib.Z_SYNC_FLUSH)
+        if self.local_no_context_takeover:
+            self._compressor = None
+        # The flush output ends with the 4-byte marker (and holds at least it).
+        if not body:
+            return tail[:-4]
+        return b"".join((body, memoryview(tail)[:-4]))
 
     def __repr__(self) -> str:
         return (

@@ -47,6 +47,7 @@ from wsproto.extensions import Extension
 
 from ..core import Shutdown, current_connection
 from ._config import WebSocketConfig
+from ._deflate import PerMessageDeflate
 from ._errors import ConnectionClosed, closed_error
 from ._fastmask import MASK as _MASK
 from ._fastmask import accelerate
@@ -89,6 +90,11 @@ _Item = str | bytes | _Fragment
 # Headers of unmasked final frames with a payload under 126 bytes, by length.
 _TEXT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
 _BINARY_HEADERS = tuple(bytes((0x82, n)) for n in range(126))
+# The same with RSV1 set: a message compressed by permessage-deflate.
+_DEFLATED_HEADERS = {
+    0x81: tuple(bytes((0xC1, n)) for n in range(126)),
+    0x82: tuple(bytes((0xC2, n)) for n in range(126)),
+}
 # Payloads from this size on are queued apart from their header instead of copied.
 _COPY_LIMIT = 64 * 1024
 
@@ -159,6 +165,7 @@ class WebSocket:
         "_close_reason",
         "_config",
         "_conn",
+        "_deflater",
         "_done",
         "_drained",
         "_extension_objects",
@@ -211,9 +218,17 @@ class WebSocket:
         self._conn: WSConnection | None = None
         self._extension_objects = list(extensions)
         # Complete messages may bypass wsproto's serializer when no extension
-        # rewrites frames: always on a server (no masking), on a client when
-        # the C extension can mask them.
-        self._plain = not extensions and (not client or _MASK is not None)
+        # rewrites frames, or when the one extension is our permessage-deflate
+        # (then _deflater compresses them): always on a server (no masking), on
+        # a client when the C extension can mask them.
+        self._deflater: PerMessageDeflate | None = None
+        if len(extensions) == 1:
+            only = extensions[0]
+            if type(only) is PerMessageDeflate:
+                self._deflater = only
+        self._plain = (not extensions or self._deflater is not None) and (
+            not client or _MASK is not None
+        )
         if prefetched:
             self._make_conn().receive_data(prefetched)
         # The receive channel, made with the first message (see _channel()).
@@ -524,6 +539,13 @@ class WebSocket:
             else:
                 await self._send_frame(message, True)
                 return
+            deflater = self._deflater
+            if deflater is not None:
+                # RFC 7692 §7.2.1: the payload compressed, RSV1 on the frame.
+                deflated = deflater.deflate_message(payload)
+                if deflated is not None:
+                    payload = deflated
+                    headers = _DEFLATED_HEADERS[headers[0][0]]
             n = len(payload)
             send_in = self._send_in
             if send_in is None:
