@@ -12,7 +12,6 @@ import trio
 import trio_upgrade
 from trio_upgrade.http import Request, Response
 
-
 shutdowns: list[str] = []
 
 
