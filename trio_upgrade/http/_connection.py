@@ -317,17 +317,13 @@ class _HTTPConnection:
         if isinstance(body, (bytes, bytearray, memoryview)):
             if type(body) is not bytes:
                 body = bytes(body)
-            head = proto.start_response(
-                response.status, response.headers.raw, body, head_only=head_only, close=close
-            )
-            data = proto.send_body(body) if body and proto.response_has_body else b""
-            end = proto.end_response()
+            raw = response.headers.raw
+            head, data = proto.respond(response.status, raw, body, head_only, close)
             if len(data) <= _COALESCE_LIMIT:
-                await self._send(head + data + end if end else head + data)
+                await self._send(head + data)
             else:
                 await self._send(head)
                 await self._send(data)
-                await self._send(end)
             return len(body) if data else 0
         # Streamed body.
         sent = 0

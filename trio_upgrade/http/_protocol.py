@@ -51,6 +51,10 @@ NEED_DATA: Final = _NeedData.NEED_DATA
 # (RFC 9110 §8.6) and, in a 304, would describe a representation we don't know.
 _NO_BODY_STATUSES = frozenset({204, 304})
 
+# The request fields next_request looks at (one set lookup per field).
+_NOTED_FIELDS = frozenset(
+    {b"connection", b"content-length", b"expect", b"transfer-encoding", b"upgrade"}
+)
 _CLOSE_FIELD = (b"connection", b"close")
 _CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
 # As h11 wrote it: no reason phrase (RFC 9112 §4 allows an empty one).
@@ -224,15 +228,16 @@ class ServerProtocol:
         keep_alive = version != b"1.0"
         framed = upgrade = expect = False
         for name, _ in headers:
-            if name == b"content-length" or name == b"transfer-encoding":
-                framed = True
-            elif name == b"connection":
-                if keep_alive and b"close" in list_tokens(headers, b"connection"):
-                    keep_alive = False
-            elif name == b"upgrade":
-                upgrade = True
-            elif name == b"expect":
-                expect = True
+            if name in _NOTED_FIELDS:
+                if name == b"connection":
+                    if keep_alive and b"close" in list_tokens(headers, b"connection"):
+                        keep_alive = False
+                elif name == b"upgrade":
+                    upgrade = True
+                elif name == b"expect":
+                    expect = True
+                else:
+                    framed = True
         if framed:
             # RFC 9112 §6.3: h11 takes Content-Length with Transfer-Encoding
             # (and Transfer-Encoding in HTTP/1.0); we refuse both. A head
@@ -348,6 +353,16 @@ class ServerProtocol:
         be written honestly: an invalid field, a ``Content-Length`` that does
         not match the body, framing fields that contradict each other.
         """
+        return self._start(status, fields, body, head_only, close)
+
+    def _start(
+        self,
+        status: int,
+        fields: Sequence[tuple[bytes, bytes]],
+        body: bytes | None,
+        head_only: bool,
+        close: bool,
+    ) -> bytes:
         if self._response is not _Response.NOT_STARTED:
             raise RuntimeError("a response was already started for this request")
         lengths: list[bytes] | None = None
@@ -422,6 +437,33 @@ class ServerProtocol:
         self._remaining = 0 if head_only else remaining
         self._response = _Response.STARTED
         return head
+
+    def respond(
+        self,
+        status: int,
+        fields: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        head_only: bool,
+        close: bool,
+    ) -> tuple[bytes, bytes]:
+        """A whole response with a body known in advance: its head, and its
+        body as framed for the wire (empty for HEAD, 204, 304).
+
+        The same as :meth:`start_response`, :meth:`send_body` and
+        :meth:`end_response` in one call (the common case, kept cheap).
+        """
+        head = self._start(status, fields, body, head_only, close)
+        framing = self._framing
+        self._response = _Response.COMPLETE
+        if framing is Framing.LENGTH:
+            # _start checked the length against the body.
+            return head, body
+        if framing is Framing.NONE:
+            return head, b""
+        if framing is Framing.UNTIL_CLOSE:
+            self._keep_alive = False
+            return head, body
+        return head, (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + _LAST_CHUNK
 
     @property
     def response_has_body(self) -> bool:
