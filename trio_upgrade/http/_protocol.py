@@ -553,4 +553,3 @@ class ServerProtocol:
         self._response = _Response.NOT_STARTED
         self.phase = Phase.HEAD
         return True
-
