@@ -802,16 +802,7 @@ async def test_access_log_is_off_by_default(caplog: pytest.LogCaptureFixture) ->
     assert not [r for r in caplog.records if r.name == "trio_upgrade.access"]
 
 
-# Graceful shutdown ------------------------------------------------------------
-
-
-async def test_drain_closes_an_idle_keep_alive_connection_at_once() -> None:
-    shutdown = Shutdown()
-    async with open_memory_connection(make_app(), shutdown=shutdown) as client:
-        await client.request("GET", "/")
-        await trio.testing.wait_all_tasks_blocked()
-        shutdown.begin()
-        await client.assert_closed()
+# Graceful shutdown (more in test_http_shutdown.py) ---------------------------
 
 
 async def test_drain_lets_the_request_in_flight_finish_with_connection_close() -> None:
@@ -835,7 +826,9 @@ async def test_drain_lets_the_request_in_flight_finish_with_connection_close() -
         await client.assert_closed()
 
 
-async def test_connection_accepted_during_drain_is_closed_without_waiting() -> None:
+async def test_connection_accepted_during_drain_is_closed_without_waiting(
+    autojump_clock: MockClock,
+) -> None:
     shutdown = Shutdown()
     shutdown.begin()
     async with open_memory_connection(make_app(), shutdown=shutdown) as client:

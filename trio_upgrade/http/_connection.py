@@ -47,7 +47,7 @@ _LINGER_BYTES = 64 * 1024
 # When a graceful shutdown finds the connection between requests, what the
 # client already sent is still read: trio has no non-blocking read, so the read
 # gets this long (a request in flight on the loopback arrives well within it;
-# a connection with nothing pending closes after it).
+# a connection with nothing pending is half-closed after it).
 _DRAIN_PROBE_SECONDS = 0.005
 
 
@@ -146,8 +146,8 @@ class _HTTPConnection:
         self._waiting = _NOT_WAITING
         # The wait whose deadline passed (_NOT_WAITING: none, or a drain).
         self._expired = _NOT_WAITING
-        # True while waiting between requests with nothing received: the only
-        # wait a graceful shutdown cancels.
+        # True while waiting between requests with nothing received (the only
+        # wait a graceful shutdown cancels), and after a drain ended that wait.
         self._idle = False
         self._scope = trio.CancelScope()
         self._watchdog_scope = trio.CancelScope()
@@ -238,9 +238,16 @@ class _HTTPConnection:
                     data = await self._wait_read(_IDLE, deadline)
                 finally:
                     shutdown.forget(self._scope)
-                self._idle = False
                 if not data:
+                    self._idle = False
                     return None
+                if self._scope.cancel_called:
+                    # The drain began as the read completed: the scope would
+                    # cancel this request's handler at its first checkpoint.
+                    # Keep the bytes; run() serves them under a fresh scope.
+                    proto.receive_data(data)
+                    return None
+                self._idle = False
                 # The first head must be complete header_timeout after the
                 # accept (a byte just before the deadline must not restart it).
                 head_deadline = deadline if first else _deadline(config.header_timeout)
@@ -400,7 +407,7 @@ class _HTTPConnection:
                             break
                         if not proto.next_cycle():
                             break
-                if not (self._idle and self._scope.cancelled_caught and not self._expired):
+                if not self._idle or self._expired:
                     break
                 # A graceful shutdown found the connection between requests.
                 # Bytes of a next request may have arrived already (the client
@@ -408,9 +415,14 @@ class _HTTPConnection:
                 # is answered, with "Connection: close"; otherwise close now.
                 self._idle = False
                 data = await self._receive_pending()
-                if not data:
+                if data:
+                    proto.receive_data(data)
+                elif not proto.has_buffered_data:
+                    # Nothing came: close now, but lingering, so that a request
+                    # crossing our FIN finds a clean end of stream (the client
+                    # may retry it, RFC 9112 §9.3.1) rather than a reset.
+                    await self._linger()
                     return
-                proto.receive_data(data)
                 self._scope = trio.CancelScope()
         except _Abort:
             return
