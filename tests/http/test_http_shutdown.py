@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import trio
 import trio.testing
 from _http_helpers import ResponseReader, open_memory_connection
@@ -44,10 +45,12 @@ async def test_drain_closes_a_connection_with_nothing_pending_before_its_keepali
         assert trio.current_time() < 1000
 
 
-async def test_drain_answers_a_request_that_arrived_as_it_began() -> None:
-    """The request's bytes reach the server's buffer after the drain cancelled
-    its idle wait but before it closed: the request is answered, with
-    ``Connection: close``, and then the connection closes."""
+@pytest.mark.parametrize("drain_first", [True, False], ids=["drain first", "bytes first"])
+async def test_drain_answers_a_request_that_arrived_as_it_began(drain_first: bool) -> None:
+    """The request's bytes reach the server's buffer just after the drain
+    cancelled its idle wait (or just before, waking the read that the drain
+    then cancels): either way the request is answered, with ``Connection:
+    close``, and then the connection closes."""
     shutdown = Shutdown()
     server_side: list[trio.StapledStream[trio.abc.SendStream, trio.abc.ReceiveStream]] = []
 
@@ -61,10 +64,14 @@ async def test_drain_answers_a_request_that_arrived_as_it_began() -> None:
         await trio.testing.wait_all_tasks_blocked()
         # Both in one step, with no checkpoint between: the drain wins the race
         # against the wake-up the bytes would give the idle read.
-        shutdown.begin()
         receive = server_side[0].receive_stream
         assert isinstance(receive, trio.testing.MemoryReceiveStream)
-        receive.put_data(REQUEST)
+        if drain_first:
+            shutdown.begin()
+            receive.put_data(REQUEST)
+        else:
+            receive.put_data(REQUEST)
+            shutdown.begin()
         response = await client.read_response()
         assert response.status == 200 and response.body == b"hello"
         assert response.headers.get_tokens("connection") == ["close"]
