@@ -20,6 +20,7 @@ from _http_helpers import (
     CLIENT,
     SERVER,
     FailingSendStream,
+    MemoryClient,
     open_memory_connection,
     receive_until_eof,
 )
@@ -413,6 +414,51 @@ async def test_body_timeout_applies_per_piece_not_to_the_whole_body(
     assert response.status == 200 and response.body == b"abcd"
 
 
+async def trickle(
+    client: MemoryClient, size: int, piece: int, every: float, sent: list[int]
+) -> None:
+    """Send a PUT /echo head, then its body *piece* bytes every *every* seconds."""
+    await client.send(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while sent[0] < size:
+            await trio.sleep(every)
+            await client.send(b"x" * piece)
+            sent[0] += piece
+
+
+async def test_a_body_trickled_a_byte_at_a_time_gets_408_before_it_ends(
+    autojump_clock: MockClock,
+) -> None:
+    """One byte every 2 s never trips the per-read body_timeout (30 s); the
+    minimum average rate (after a grace of body_timeout) does."""
+    config = HTTPConfig(body_timeout=30, min_body_rate=500)
+    sent = [0]
+    async with open_memory_connection(make_app(), config) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(trickle, client, 1000, 1, 2.0, sent)
+        response = await client.read_response()
+        assert response.status == 408
+        assert response.headers.get_tokens("connection") == ["close"]
+        assert sent[0] < 1000, "answered only once the whole body had come"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("every", "status"), [(0.1, 200), (0.5, 408)])
+async def test_min_body_rate_judges_the_average_rate_after_the_grace(
+    every: float, status: int, autojump_clock: MockClock
+) -> None:
+    """100 bytes per piece against 500 bytes/s: 1000 bytes/s passes, 200 bytes/s
+    does not, though no single wait reaches body_timeout (1 s)."""
+    config = HTTPConfig(body_timeout=1, min_body_rate=500)
+    sent = [0]
+    async with open_memory_connection(make_app(), config) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(trickle, client, 2000, 100, every, sent)
+        response = await client.read_response()
+        assert response.status == status
+        if status == 200:
+            assert response.body == b"x" * 2000
+        nursery.cancel_scope.cancel()
+
+
 async def test_client_disconnecting_mid_body_ends_the_connection_without_answer() -> None:
     errors: list[BaseException] = []
 
@@ -592,6 +638,8 @@ def test_config_rejects_unsafe_values() -> None:
         HTTPConfig(max_header_size=100)
     with pytest.raises(ValueError):
         HTTPConfig(read_size=0)
+    with pytest.raises(ValueError):
+        HTTPConfig(min_body_rate=0)
 
 
 # Timeouts ---------------------------------------------------------------------
