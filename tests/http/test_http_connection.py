@@ -1,4 +1,4 @@
-"""The h11 connection loop over in-memory streams: framing, keep-alive, limits, timeouts.
+"""The HTTP connection loop over in-memory streams: framing, keep-alive, limits, timeouts.
 
 Raw request bytes go in; the answers are parsed by ``ResponseReader``, which
 does not use h11, so these tests pin what actually goes on the wire. Tests
@@ -136,7 +136,7 @@ async def test_pipelined_requests_in_one_write_are_answered_in_order() -> None:
 
 
 async def test_http_10_request_is_answered_and_the_connection_closed() -> None:
-    """h11 never keeps an HTTP/1.0 connection alive, even when asked to."""
+    """An HTTP/1.0 connection is never kept alive, even when asked to (as h11 does)."""
     async with open_memory_connection(make_app()) as client:
         await client.send(b"GET /path/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         response = await client.read_response()
@@ -730,7 +730,7 @@ async def test_write_timeout_drops_a_client_that_stops_reading(
 
 
 async def test_client_going_away_mid_response_ends_the_connection_quietly() -> None:
-    """After a failed write the connection is dead (h11 ``send_failed``): no
+    """After a failed write the connection is dead (``ServerProtocol.response_failed``): no
     exception escapes, the body iterator is closed."""
     closed: list[str] = []
 
@@ -754,7 +754,7 @@ async def test_client_going_away_mid_response_ends_the_connection_quietly() -> N
 
 
 async def test_nothing_more_is_written_after_a_failed_write() -> None:
-    """A failed write leaves the connection dead (h11 ``send_failed``): the rest of
+    """A failed write leaves the connection dead (``ServerProtocol.response_failed``): the rest of
     the streamed body, and the pipelined request behind it, get no bytes."""
     streams: list[FailingSendStream] = []
     closed: list[str] = []
@@ -892,14 +892,14 @@ async def test_request_timeout_error_raised_by_a_handler_is_a_408() -> None:
     assert response.status == 408
 
 
-# Responses h11 refuses, and headers the handler already set ------------------
+# Responses refused before writing, and headers the handler already set ------
 
 
-async def test_response_h11_refuses_becomes_a_raw_500_and_close(
+async def test_a_refused_response_becomes_a_raw_500_and_close(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A header value with CR/LF is refused by h11 before anything is written:
-    the client still gets a 500 (written without h11) and the connection closes."""
+    """A header value with CR/LF is refused before anything is written: the
+    client still gets a 500 (``simple_response``) and the connection closes."""
 
     async def app(request: Request) -> Response:
         return Response.text("x", headers={"x-bad": "a\r\nb"})
@@ -927,12 +927,12 @@ async def test_handler_date_and_server_headers_are_not_duplicated() -> None:
     assert response.headers.get_all("server") == ["backend"]
 
 
-# Responses written without h11 (the common case) ------------------------------
+# Responses of every kind, checked by an h11 client ----------------------------
 
 
-async def test_direct_and_h11_written_responses_interleave_on_one_connection() -> None:
-    """Bytes responses (written by the server itself), streamed ones, 204s and HEADs
-    alternate on one keep-alive connection; an h11 client parses every one of them."""
+async def test_responses_of_every_kind_interleave_on_one_connection() -> None:
+    """Bytes responses, streamed ones, 204s and HEADs alternate on one keep-alive
+    connection; an h11 client parses every one of them."""
     async with open_memory_connection(make_app()) as client:
         peer = h11.Connection(h11.CLIENT)
         targets = ["/", "/stream", "/status/204", "/", "/status/304", "/path/x", "/stream"]
@@ -1009,8 +1009,8 @@ async def test_pipelined_request_after_a_read_body_is_answered_from_the_leftover
 async def test_invalid_response_header_becomes_a_raw_500_on_either_path(
     name: str, value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Whether the server writes the head itself (bytes body) or through h11
-    (streamed body), a header that could split or corrupt the head is refused."""
+    """Whether the body is bytes or streamed, a header that could split or
+    corrupt the head is refused."""
 
     async def empty() -> AsyncIterator[bytes]:
         yield b"x"
