@@ -248,6 +248,15 @@ def test_head_and_no_content_responses_carry_no_body() -> None:
     assert proto.next_cycle()
 
 
+def test_a_head_response_may_state_a_length_without_carrying_the_body() -> None:
+    """A proxied HEAD response keeps its backend's Content-Length (RFC 9110 §9.3.2)."""
+    proto = protocol()
+    head_of(proto, b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
+    head, body = proto.respond(200, [(b"content-length", b"1000")], b"", True, False)
+    assert head.endswith(b"content-length: 1000\r\n\r\n") and body == b""
+    assert proto.next_cycle()
+
+
 def test_date_and_server_are_added_unless_the_handler_set_them() -> None:
     proto = ServerProtocol(max_head_size=1024, server=b"us")
     head_of(proto, GET)

@@ -413,7 +413,9 @@ class ServerProtocol:
                 # Repeats of one length (a proxied response's): sent once.
                 first = out.index((b"content-length", lengths[0]))
                 out = [f for i, f in enumerate(out) if i <= first or f[0] != b"content-length"]
-            if body is not None and remaining != len(body):
+            # A response to HEAD states the length a GET would have had
+            # (RFC 9110 §9.3.2): its body, empty, is not measured against it.
+            if body is not None and remaining != len(body) and not head_only:
                 raise ValueError(
                     f"Content-Length {remaining} does not match the body's {len(body)} bytes"
                 )
