@@ -24,11 +24,14 @@ class HTTPConfig:
     body_timeout: float | None = 30.0
     """Longest wait for each piece of a request body while a handler reads it; past it: 408."""
     min_body_rate: float | None = 500.0
-    """Slowest average rate, in bytes per second, at which a request body may arrive:
-    once ``body_timeout`` has passed since the handler first asked for the body,
-    the whole body read so far must have come at least this fast, or the read
+    """Slowest rate, in bytes per second, at which a request body may arrive: the
+    whole body must be in ``body_timeout`` seconds after the handler first asks
+    for it, plus one second per ``min_body_rate`` bytes received, or the read
     ends with 408 (a body trickled a byte at a time never trips the per-read
-    ``body_timeout``). Only applies when ``body_timeout`` is set."""
+    ``body_timeout``). The rule of Apache's ``RequestReadTimeout
+    body=20,MinRate=500``; a rate rather than a fixed deadline, so that a large
+    upload on a slow but honest link still gets through. Only applies when
+    ``body_timeout`` is set."""
     write_timeout: float | None = 30.0
     """Longest wait for one write to the client; past it the connection is dropped."""
     max_drain_size: int = 64 * 1024
