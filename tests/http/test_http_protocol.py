@@ -282,3 +282,23 @@ def test_a_stream_response_head_matches_h11s_bytes() -> None:
     assert theirs is not None
     theirs += (h.send(h11.Data(data=b"abc")) or b"") + (h.send(h11.EndOfMessage()) or b"")
     assert ours.lower() == theirs.lower()
+
+
+def test_an_upgrade_request_answered_plainly_keeps_the_connection() -> None:
+    """Upgrade is optional for the server (RFC 9110 §7.8): after a normal
+    response, the bytes behind the request are the next request."""
+    proto = protocol()
+    head = head_of(proto, b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: other\r\n\r\n" + GET)
+    assert head.upgrade
+    proto.respond(200, [], b"plain", False, False)
+    assert proto.next_cycle()
+    assert isinstance(proto.next_request(), RequestHead)
+
+
+def test_the_bytes_past_a_request_are_its_trailing_data() -> None:
+    """What a takeover gets: exactly the bytes after the request (and its body)."""
+    proto = protocol()
+    head_of(proto, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhiNEXT")
+    assert proto.next_body_data() == b"hi"
+    assert proto.next_body_data() == b""
+    assert proto.trailing_data == b"NEXT"
