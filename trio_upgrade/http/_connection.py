@@ -418,15 +418,16 @@ class _HTTPConnection:
                 # sent it as the previous response reached it): that request
                 # is answered, with "Connection: close"; otherwise close now.
                 self._idle = False
-                data = await self._receive_pending()
-                if data:
+                if not proto.has_buffered_data:
+                    data = await self._receive_pending()
+                    if not data:
+                        # Nothing came: close now, but lingering, so that a
+                        # request crossing our FIN finds a clean end of stream
+                        # (the client may retry it, RFC 9112 §9.3.1) rather
+                        # than a reset.
+                        await self._linger()
+                        return
                     proto.receive_data(data)
-                elif not proto.has_buffered_data:
-                    # Nothing came: close now, but lingering, so that a request
-                    # crossing our FIN finds a clean end of stream (the client
-                    # may retry it, RFC 9112 §9.3.1) rather than a reset.
-                    await self._linger()
-                    return
                 self._scope = trio.CancelScope()
         except _Abort:
             return
