@@ -1,4 +1,4 @@
-"""The h11 connection loop over in-memory streams: framing, keep-alive, limits, timeouts.
+"""The HTTP connection loop over in-memory streams: framing, keep-alive, limits, timeouts.
 
 Raw request bytes go in; the answers are parsed by ``ResponseReader``, which
 does not use h11, so these tests pin what actually goes on the wire. Tests
@@ -20,6 +20,7 @@ from _http_helpers import (
     CLIENT,
     SERVER,
     FailingSendStream,
+    MemoryClient,
     open_memory_connection,
     receive_until_eof,
 )
@@ -135,7 +136,7 @@ async def test_pipelined_requests_in_one_write_are_answered_in_order() -> None:
 
 
 async def test_http_10_request_is_answered_and_the_connection_closed() -> None:
-    """h11 never keeps an HTTP/1.0 connection alive, even when asked to."""
+    """An HTTP/1.0 connection is never kept alive, even when asked to (as h11 does)."""
     async with open_memory_connection(make_app()) as client:
         await client.send(b"GET /path/x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         response = await client.read_response()
@@ -402,7 +403,8 @@ async def test_body_timeout_answers_408_and_closes(autojump_clock: MockClock) ->
 async def test_body_timeout_applies_per_piece_not_to_the_whole_body(
     autojump_clock: MockClock,
 ) -> None:
-    config = HTTPConfig(body_timeout=3)
+    """Without a minimum rate, only each wait is bounded."""
+    config = HTTPConfig(body_timeout=3, min_body_rate=None)
     async with open_memory_connection(make_app(), config) as client:
         await client.send(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n")
         for byte in b"abcd":
@@ -410,6 +412,51 @@ async def test_body_timeout_applies_per_piece_not_to_the_whole_body(
             await client.send(bytes([byte]))
         response = await client.read_response()
     assert response.status == 200 and response.body == b"abcd"
+
+
+async def trickle(
+    client: MemoryClient, size: int, piece: int, every: float, sent: list[int]
+) -> None:
+    """Send a PUT /echo head, then its body *piece* bytes every *every* seconds."""
+    await client.send(b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % size)
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        while sent[0] < size:
+            await trio.sleep(every)
+            await client.send(b"x" * piece)
+            sent[0] += piece
+
+
+async def test_a_body_trickled_a_byte_at_a_time_gets_408_before_it_ends(
+    autojump_clock: MockClock,
+) -> None:
+    """One byte every 2 s never trips the per-read body_timeout (30 s); the
+    minimum average rate (after a grace of body_timeout) does."""
+    config = HTTPConfig(body_timeout=30, min_body_rate=500)
+    sent = [0]
+    async with open_memory_connection(make_app(), config) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(trickle, client, 1000, 1, 2.0, sent)
+        response = await client.read_response()
+        assert response.status == 408
+        assert response.headers.get_tokens("connection") == ["close"]
+        assert sent[0] < 1000, "answered only once the whole body had come"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(("every", "status"), [(0.1, 200), (0.5, 408)])
+async def test_min_body_rate_judges_the_average_rate_after_the_grace(
+    every: float, status: int, autojump_clock: MockClock
+) -> None:
+    """100 bytes per piece against 500 bytes/s: 1000 bytes/s passes, 200 bytes/s
+    does not, though no single wait reaches body_timeout (1 s)."""
+    config = HTTPConfig(body_timeout=1, min_body_rate=500)
+    sent = [0]
+    async with open_memory_connection(make_app(), config) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(trickle, client, 2000, 100, every, sent)
+        response = await client.read_response()
+        assert response.status == status
+        if status == 200:
+            assert response.body == b"x" * 2000
+        nursery.cancel_scope.cancel()
 
 
 async def test_client_disconnecting_mid_body_ends_the_connection_without_answer() -> None:
@@ -591,6 +638,8 @@ def test_config_rejects_unsafe_values() -> None:
         HTTPConfig(max_header_size=100)
     with pytest.raises(ValueError):
         HTTPConfig(read_size=0)
+    with pytest.raises(ValueError):
+        HTTPConfig(min_body_rate=0)
 
 
 # Timeouts ---------------------------------------------------------------------
@@ -681,7 +730,7 @@ async def test_write_timeout_drops_a_client_that_stops_reading(
 
 
 async def test_client_going_away_mid_response_ends_the_connection_quietly() -> None:
-    """After a failed write the connection is dead (h11 ``send_failed``): no
+    """After a failed write the connection is dead (``ServerProtocol.response_failed``): no
     exception escapes, the body iterator is closed."""
     closed: list[str] = []
 
@@ -705,7 +754,7 @@ async def test_client_going_away_mid_response_ends_the_connection_quietly() -> N
 
 
 async def test_nothing_more_is_written_after_a_failed_write() -> None:
-    """A failed write leaves the connection dead (h11 ``send_failed``): the rest of
+    """A failed write leaves the connection dead (``ServerProtocol.response_failed``): the rest of
     the streamed body, and the pipelined request behind it, get no bytes."""
     streams: list[FailingSendStream] = []
     closed: list[str] = []
@@ -801,16 +850,7 @@ async def test_access_log_is_off_by_default(caplog: pytest.LogCaptureFixture) ->
     assert not [r for r in caplog.records if r.name == "trio_upgrade.access"]
 
 
-# Graceful shutdown ------------------------------------------------------------
-
-
-async def test_drain_closes_an_idle_keep_alive_connection_at_once() -> None:
-    shutdown = Shutdown()
-    async with open_memory_connection(make_app(), shutdown=shutdown) as client:
-        await client.request("GET", "/")
-        await trio.testing.wait_all_tasks_blocked()
-        shutdown.begin()
-        await client.assert_closed()
+# Graceful shutdown (more in test_http_shutdown.py) ---------------------------
 
 
 async def test_drain_lets_the_request_in_flight_finish_with_connection_close() -> None:
@@ -834,7 +874,9 @@ async def test_drain_lets_the_request_in_flight_finish_with_connection_close() -
         await client.assert_closed()
 
 
-async def test_connection_accepted_during_drain_is_closed_without_waiting() -> None:
+async def test_connection_accepted_during_drain_is_closed_without_waiting(
+    autojump_clock: MockClock,
+) -> None:
     shutdown = Shutdown()
     shutdown.begin()
     async with open_memory_connection(make_app(), shutdown=shutdown) as client:
@@ -850,14 +892,14 @@ async def test_request_timeout_error_raised_by_a_handler_is_a_408() -> None:
     assert response.status == 408
 
 
-# Responses h11 refuses, and headers the handler already set ------------------
+# Responses refused before writing, and headers the handler already set ------
 
 
-async def test_response_h11_refuses_becomes_a_raw_500_and_close(
+async def test_a_refused_response_becomes_a_raw_500_and_close(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A header value with CR/LF is refused by h11 before anything is written:
-    the client still gets a 500 (written without h11) and the connection closes."""
+    """A header value with CR/LF is refused before anything is written: the
+    client still gets a 500 (``simple_response``) and the connection closes."""
 
     async def app(request: Request) -> Response:
         return Response.text("x", headers={"x-bad": "a\r\nb"})
@@ -885,12 +927,12 @@ async def test_handler_date_and_server_headers_are_not_duplicated() -> None:
     assert response.headers.get_all("server") == ["backend"]
 
 
-# Responses written without h11 (the common case) ------------------------------
+# Responses of every kind, checked by an h11 client ----------------------------
 
 
-async def test_direct_and_h11_written_responses_interleave_on_one_connection() -> None:
-    """Bytes responses (written by the server itself), streamed ones, 204s and HEADs
-    alternate on one keep-alive connection; an h11 client parses every one of them."""
+async def test_responses_of_every_kind_interleave_on_one_connection() -> None:
+    """Bytes responses, streamed ones, 204s and HEADs alternate on one keep-alive
+    connection; an h11 client parses every one of them."""
     async with open_memory_connection(make_app()) as client:
         peer = h11.Connection(h11.CLIENT)
         targets = ["/", "/stream", "/status/204", "/", "/status/304", "/path/x", "/stream"]
@@ -967,8 +1009,8 @@ async def test_pipelined_request_after_a_read_body_is_answered_from_the_leftover
 async def test_invalid_response_header_becomes_a_raw_500_on_either_path(
     name: str, value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Whether the server writes the head itself (bytes body) or through h11
-    (streamed body), a header that could split or corrupt the head is refused."""
+    """Whether the body is bytes or streamed, a header that could split or
+    corrupt the head is refused."""
 
     async def empty() -> AsyncIterator[bytes]:
         yield b"x"

@@ -23,6 +23,15 @@ class HTTPConfig:
     """How long an idle keep-alive connection waits for the next request."""
     body_timeout: float | None = 30.0
     """Longest wait for each piece of a request body while a handler reads it; past it: 408."""
+    min_body_rate: float | None = 500.0
+    """Slowest rate, in bytes per second, at which a request body may arrive: the
+    whole body must be in ``body_timeout`` seconds after the handler first asks
+    for it, plus one second per ``min_body_rate`` bytes received, or the read
+    ends with 408 (a body trickled a byte at a time never trips the per-read
+    ``body_timeout``). The rule of Apache's ``RequestReadTimeout
+    body=20,MinRate=500``; a rate rather than a fixed deadline, so that a large
+    upload on a slow but honest link still gets through. Only applies when
+    ``body_timeout`` is set."""
     write_timeout: float | None = 30.0
     """Longest wait for one write to the client; past it the connection is dropped."""
     max_drain_size: int = 64 * 1024
@@ -42,5 +51,7 @@ class HTTPConfig:
     def __post_init__(self) -> None:
         if self.max_header_size < 1024:
             raise ValueError("max_header_size must be at least 1024 bytes")
+        if self.min_body_rate is not None and self.min_body_rate <= 0:
+            raise ValueError("min_body_rate must be positive")
         if self.read_size < 1:
             raise ValueError("read_size must be positive")

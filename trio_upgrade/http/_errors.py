@@ -5,18 +5,22 @@
     TrioUpgradeError (trio_upgrade._wire)   the root of every exception trio_upgrade defines
     ├── HTTPError                 raise from a handler to answer with its status
     │   ├── RequestBodyTooLarge   413: the body passed the request's size limit
-    │   ├── RequestTimeout        408: the client stopped sending the body
+    │   ├── RequestTimeout        408: the client stopped sending the body, or sends it
+    │   │                         slower than ``min_body_rate``
     │   └── MalformedBody         400: the body is not what the handler asked for (e.g. JSON)
     └── ClientDisconnected        the client went away while the body was being read
 
 A handler that raises :class:`HTTPError` gets a short response with that
-status; any other exception becomes a 500 and is logged.
+status; any other exception becomes a 500 and is logged. Reading a body whose
+chunked framing is malformed raises a plain :class:`HTTPError` with status
+400, after which the connection closes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .._wire import reason_phrase
 from .._wire._errors import TrioUpgradeError
 
 __all__ = [
@@ -38,8 +42,6 @@ class HTTPError(TrioUpgradeError):
         *,
         headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        from ._response import reason_phrase
-
         self.status = status
         self.detail = detail if detail is not None else reason_phrase(status)
         self.headers = list(headers)

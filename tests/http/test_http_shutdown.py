@@ -1,0 +1,161 @@
+"""Graceful shutdown loses no request already sent: what reached the server before
+the drain is answered (with ``Connection: close``), and a connection with
+nothing pending closes at once."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import trio
+import trio.testing
+from _http_helpers import ResponseReader, open_memory_connection
+
+from trio_upgrade.core import Server, Shutdown
+from trio_upgrade.http import HTTPConfig, Request, Response, Router, serve
+
+MockClock = trio.testing.MockClock
+REQUEST = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def make_app(handled: list[int] | None = None) -> Router:
+    router = Router()
+
+    @router.get("/")
+    async def index(request: Request) -> Response:
+        if handled is not None:
+            handled.append(1)
+        return Response.text("hello")
+
+    return router
+
+
+async def test_drain_closes_a_connection_with_nothing_pending_before_its_keepalive_timeout(
+    autojump_clock: MockClock,
+) -> None:
+    """With a keep-alive timeout of 1000 s, only the drain can end the
+    connection before the clock reaches it."""
+    shutdown = Shutdown()
+    config = HTTPConfig(keepalive_timeout=1000, header_timeout=1000)
+    async with open_memory_connection(make_app(), config, shutdown=shutdown) as client:
+        await client.request("GET", "/")
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin()
+        await client.assert_closed()
+        assert trio.current_time() < 1000
+
+
+@pytest.mark.parametrize("drain_first", [True, False], ids=["drain first", "bytes first"])
+async def test_drain_answers_a_request_that_arrived_as_it_began(drain_first: bool) -> None:
+    """The request's bytes reach the server's buffer just after the drain
+    cancelled its idle wait (or just before, waking the read that the drain
+    then cancels): either way the request is answered, with ``Connection:
+    close``, and then the connection closes."""
+    shutdown = Shutdown()
+    server_side: list[trio.StapledStream[trio.abc.SendStream, trio.abc.ReceiveStream]] = []
+
+    def wrap(stream: trio.abc.Stream) -> trio.abc.Stream:
+        assert isinstance(stream, trio.StapledStream)
+        server_side.append(stream)
+        return stream
+
+    async with open_memory_connection(make_app(), shutdown=shutdown, wrap=wrap) as client:
+        await client.request("GET", "/")
+        await trio.testing.wait_all_tasks_blocked()
+        # Both in one step, with no checkpoint between: the drain wins the race
+        # against the wake-up the bytes would give the idle read.
+        receive = server_side[0].receive_stream
+        assert isinstance(receive, trio.testing.MemoryReceiveStream)
+        if drain_first:
+            shutdown.begin()
+            receive.put_data(REQUEST)
+        else:
+            receive.put_data(REQUEST)
+            shutdown.begin()
+        response = await client.read_response()
+        assert response.status == 200 and response.body == b"hello"
+        assert response.headers.get_tokens("connection") == ["close"]
+        await client.assert_closed()
+
+
+async def test_drain_answers_pipelined_requests_already_buffered_one_then_closes() -> None:
+    """Two requests in one write, the drain begun while the first is handled:
+    the first is answered with close, the second never runs."""
+    shutdown = Shutdown()
+    handled: list[int] = []
+    release = trio.Event()
+    router = Router()
+
+    @router.get("/")
+    async def index(request: Request) -> Response:
+        handled.append(1)
+        await release.wait()
+        return Response.text("hello")
+
+    async with open_memory_connection(router, shutdown=shutdown) as client:
+        await client.send(REQUEST + REQUEST)
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin()
+        release.set()
+        response = await client.read_response()
+        assert response.headers.get_tokens("connection") == ["close"]
+        await client.assert_closed()
+    assert handled == [1]
+
+
+async def test_tight_keep_alive_loops_lose_no_request_when_the_server_shuts_down() -> None:
+    """N clients send requests back to back over loopback; the server shuts down
+    mid-way. Every request the server handled reached its client whole; every
+    client ends either on a response saying ``Connection: close`` or on a clean
+    end of stream before any byte of a response to a request the server never
+    saw (RFC 9112 §9.3.1: safe to retry). Never a reset, never a cut response."""
+    handled: list[int] = []
+    clients = 20
+    outcomes: Counter[str] = Counter()
+    received = 0
+    warmed = trio.Event()
+
+    async def loop(host: str, port: int) -> None:
+        nonlocal received
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            reader = ResponseReader(stream)
+            while True:
+                try:
+                    await stream.send_all(REQUEST)
+                except trio.BrokenResourceError:
+                    outcomes["closed before the request was sent"] += 1
+                    return
+                try:
+                    if await reader.at_eof():
+                        outcomes["closed before the request was read"] += 1
+                        return
+                    response = await reader.read_response()
+                except (trio.BrokenResourceError, EOFError) as exc:
+                    outcomes[f"lost: {exc!r}"] += 1
+                    return
+                assert response.status == 200 and response.body == b"hello"
+                received += 1
+                if received >= clients * 20:
+                    warmed.set()
+                if response.headers.get_tokens("connection") == ["close"]:
+                    outcomes["Connection: close"] += 1
+                    assert await reader.at_eof()
+                    return
+
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(
+            lambda task_status: serve(
+                make_app(handled), "127.0.0.1:0", grace_period=30, task_status=task_status
+            )
+        )
+        address = server.addresses[0]
+        assert isinstance(address, tuple)
+        async with trio.open_nursery() as loops:
+            for _ in range(clients):
+                loops.start_soon(loop, *address)
+            await warmed.wait()
+            await server.aclose()
+    assert sum(outcomes.values()) == clients
+    assert not [o for o in outcomes if o.startswith("lost")], outcomes
+    assert received == len(handled), outcomes
