@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -368,3 +369,17 @@ async def test_a_handler_returning_a_dict_gets_500_and_a_log_naming_it(
     assert "returned dict, not a Response" in message
     assert "Response.json(" in message
     assert "GET /items" in message
+
+
+def docs_block(marker: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "bridge.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if marker in b]
+    return block
+
+
+async def test_the_lifespan_example_in_the_docs_runs() -> None:
+    namespace: dict[str, Any] = {"__name__": "docs_example"}
+    exec(docs_block("App(lifespan=lifespan)"), namespace)
+    async with AppClient(namespace["app"]) as client:
+        assert (await client.get("/pool")).json() == {"connections": 4}
+        assert namespace["app"].url_for("pool_size") == "/pool"
