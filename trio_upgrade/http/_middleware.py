@@ -30,8 +30,7 @@ def _add_vary(headers: Headers, name: str) -> None:
     present = headers.get_tokens("vary")
     if "*" in present or name.lower() in present:
         return
-    existing = headers.get("vary")
-    headers.set("vary", f"{existing}, {name}" if existing else name)
+    headers.set("vary", ", ".join([*headers.get_all("vary"), name]))
 
 
 @final
