@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from _bridge_helpers import port_of, serving, ws_connect
 
 import trio_upgrade
@@ -383,3 +384,32 @@ async def test_the_lifespan_example_in_the_docs_runs() -> None:
     async with AppClient(namespace["app"]) as client:
         assert (await client.get("/pool")).json() == {"connections": 4}
         assert namespace["app"].url_for("pool_size") == "/pool"
+
+
+async def test_a_hanging_lifespan_shutdown_is_cut_after_its_timeout_and_logged(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    @asynccontextmanager
+    async def lifespan(app: App) -> AsyncIterator[None]:
+        yield
+        await trio.sleep_forever()
+
+    app = App(lifespan=lifespan)
+    started = trio.current_time()
+    async with AppClient(app):
+        pass
+    assert trio.current_time() - started >= 30  # the mock clock's time, not a wall-clock figure
+    assert any("lifespan shutdown timed out" in r.getMessage() for r in caplog.records)
+
+
+async def test_cors_middleware_never_sees_a_websocket_handshake() -> None:
+    app = App(middleware=[CORSMiddleware(allow_origins=["https://a.example"])])
+
+    @app.websocket("/ws")
+    async def ws(ws: ServerWebSocket) -> None:
+        await ws.send_json({"origin": ws.request.headers.get("origin")})
+
+    async with serving(app) as server:
+        url = f"ws://127.0.0.1:{port_of(server)}/ws"
+        async with ws_connect(url, origin="https://other.example") as client:
+            assert json.loads(await client.recv()) == {"origin": "https://other.example"}

@@ -244,3 +244,20 @@ async def test_gzip_with_the_in_memory_client_and_head_requests() -> None:
     assert gzip.decompress(response.content) == ("hello world " * 100).encode()
     assert head.headers["content-length"] == response.headers["content-length"]
     assert head.content == b""
+
+
+async def test_vary_keeps_what_the_handler_said_and_adds_once() -> None:
+    router = Router(
+        middleware=[CORSMiddleware(allow_origins=[SITE]), GZipMiddleware(minimum_size=0)]
+    )
+
+    @router.get("/")
+    async def index(request: Request) -> Response:
+        response = Response.text("x" * 10)
+        response.headers.add("vary", "Cookie")
+        response.headers.add("vary", "Accept-Language, accept-encoding")
+        return response
+
+    async with AppClient(router) as client:
+        response = await client.get("/", headers={"origin": SITE, "accept-encoding": "gzip"})
+    assert response.headers["vary"] == "Cookie, Accept-Language, accept-encoding, Origin"
