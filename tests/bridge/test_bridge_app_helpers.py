@@ -33,6 +33,7 @@ def lifespan_app(events: list[str]) -> App:
     @asynccontextmanager
     async def lifespan(app: App) -> AsyncIterator[dict[str, Any]]:
         events.append("startup")
+        app.state["direct"] = "set by the lifespan"  # Starlette habit: fill app.state
         yield {"db": "the-db"}
         await trio.lowlevel.checkpoint()  # shutdown code may await
         events.append("shutdown")
@@ -42,6 +43,7 @@ def lifespan_app(events: list[str]) -> App:
     @app.route("/")
     async def index(request: Request) -> Response:
         events.append("request")
+        assert request.state["direct"] == "set by the lifespan"
         request.state["mine"] = True  # a request's own copy: the app's state is untouched
         return Response.text(request.state["db"])
 
@@ -65,7 +67,7 @@ async def test_lifespan_runs_around_serve_and_its_state_reaches_requests() -> No
             assert await ws.recv() == "the-db"
         assert events == ["startup", "request"]
     assert events == ["startup", "request", "shutdown"]
-    assert app.state == {"db": "the-db"}
+    assert app.state == {"direct": "set by the lifespan", "db": "the-db"}
 
 
 async def test_lifespan_through_the_top_level_serve() -> None:

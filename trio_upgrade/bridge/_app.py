@@ -74,9 +74,9 @@ class App:
     generator function is wrapped for you). :func:`trio_upgrade.run`,
     :func:`~trio_upgrade.serve`, ``trio-upgrade serve`` and the test client
     enter it before the first connection and leave it after the drain (see
-    :meth:`lifespan_context`). The mapping it yields, if any, becomes
-    :attr:`state`, copied (shallowly) into every request's ``request.state``
-    — WebSocket handlers see it as ``ws.request.state``.
+    :meth:`lifespan_context`). The mapping it yields, if any, is added to
+    :attr:`state`, which is copied (shallowly) into every request's
+    ``request.state`` — WebSocket handlers see it as ``ws.request.state``.
     """
 
     def __init__(
@@ -95,7 +95,8 @@ class App:
             elif not callable(lifespan):
                 raise TypeError(f"lifespan must be a function of the app, not {lifespan!r}")
         self.lifespan = lifespan
-        # What the lifespan yielded; copied into each request's state.
+        # Copied into each request's state: what the lifespan yielded, and
+        # anything put here directly.
         self.state: dict[str, Any] = {}
         self._lifespan_running = False
 
@@ -136,7 +137,10 @@ class App:
                 raise TypeError(
                     f"a lifespan yields a mapping (its state) or nothing, not {state!r}"
                 )
-            self.state = dict(state or {})
+            if state:
+                # Added to the same dict: what the lifespan (or anyone) put in
+                # app.state directly stays.
+                self.state.update(state)
             try:
                 yield self.state
             except BaseException as exc:
