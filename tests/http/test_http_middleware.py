@@ -261,3 +261,36 @@ async def test_vary_keeps_what_the_handler_said_and_adds_once() -> None:
     async with AppClient(router) as client:
         response = await client.get("/", headers={"origin": SITE, "accept-encoding": "gzip"})
     assert response.headers["vary"] == "Cookie, Accept-Language, accept-encoding, Origin"
+
+
+async def test_a_compressed_stream_closes_the_body_under_it_also_for_head() -> None:
+    closed: list[str] = []
+
+    class Body:
+        """A streamed body that records being closed (as a file-backed one would need)."""
+
+        def __init__(self, method: str) -> None:
+            self.method = method
+
+        def __aiter__(self) -> AsyncIterator[bytes]:
+            return self._chunks()
+
+        async def _chunks(self) -> AsyncIterator[bytes]:
+            yield b"data " * 200
+
+        async def aclose(self) -> None:
+            await trio.lowlevel.checkpoint()
+            closed.append(self.method)
+
+    router = Router(middleware=[GZipMiddleware()])
+
+    @router.get("/")
+    async def index(request: Request) -> Response:
+        return Response.stream(Body(request.method))
+
+    async with client_for(router) as http:
+        got = await http.get("/", headers={"accept-encoding": "gzip"})
+        head = await http.head("/", headers={"accept-encoding": "gzip"})
+    assert got.content == b"data " * 200
+    assert head.headers["content-encoding"] == "gzip"
+    assert closed == ["GET", "HEAD"]

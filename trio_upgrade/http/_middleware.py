@@ -274,20 +274,50 @@ class GZipMiddleware:
             headers.set("content-length", str(len(data)))
         else:
             headers.remove("content-length")
-            response.body = _gzip_stream(body, self.compresslevel)
+            response.body = _GzipStream(body, self.compresslevel)
         return response
 
 
-async def _gzip_stream(chunks: AsyncIterable[bytes], level: int) -> AsyncIterator[bytes]:
-    # wbits 31: the gzip wrapper (header and CRC trailer) around deflate.
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-    try:
-        async for chunk in chunks:
+@final
+class _GzipStream:
+    """A streamed body, gzip-compressed chunk by chunk; closing it closes the body.
+
+    A class rather than an async generator: a response to ``HEAD`` is closed
+    without being iterated, and an unstarted generator's ``finally`` never
+    runs, so the body under it would never be closed.
+    """
+
+    __slots__ = ("_chunks", "_compressor", "_done", "_iterator")
+
+    def __init__(self, chunks: AsyncIterable[bytes], level: int) -> None:
+        self._chunks = chunks
+        self._iterator: AsyncIterator[bytes] | None = None
+        # wbits 31: the gzip wrapper (header and CRC trailer) around deflate.
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._done = False
+
+    def __aiter__(self) -> _GzipStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._done:
+            raise StopAsyncIteration
+        if self._iterator is None:
+            self._iterator = self._chunks.__aiter__()
+        while True:
+            try:
+                chunk = await self._iterator.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                return self._compressor.flush()
             if chunk:
-                yield compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        yield compressor.flush()
-    finally:
-        # The response closes this generator however it ends; pass that on.
-        aclose = getattr(chunks, "aclose", None)
+                # Flushed, so the client can decode this chunk before the next one exists.
+                return self._compressor.compress(chunk) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    async def aclose(self) -> None:
+        self._done = True
+        aclose = getattr(self._chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+        else:
+            await trio.lowlevel.checkpoint()
