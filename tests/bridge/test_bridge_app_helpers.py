@@ -415,3 +415,22 @@ async def test_cors_middleware_never_sees_a_websocket_handshake() -> None:
         url = f"ws://127.0.0.1:{port_of(server)}/ws"
         async with ws_connect(url, origin="https://other.example") as client:
             assert json.loads(await client.recv()) == {"origin": "https://other.example"}
+
+
+async def test_a_handler_that_forgets_to_return_gets_a_hint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App()
+
+    @app.post("/save")
+    async def save(request: Request) -> Response:
+        await request.read()  # ... and no return
+        return None  # type: ignore[return-value]
+
+    caplog.set_level(logging.ERROR, "trio_upgrade")
+    async with AppClient(app, raise_server_exceptions=False) as client:
+        response = await client.post("/save", content=b"x")
+    assert response.status == 500
+    assert any(
+        "save" in r.getMessage() and "a missing return?" in r.getMessage() for r in caplog.records
+    )

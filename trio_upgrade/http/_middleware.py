@@ -20,7 +20,6 @@ from ._headers import Headers
 from ._request import Request
 from ._response import Response
 from ._router import Handler, Result
-from ._takeover import Takeover
 
 __all__ = ["CORSMiddleware", "GZipMiddleware"]
 
@@ -142,9 +141,9 @@ class CORSMiddleware:
             await trio.lowlevel.checkpoint()
             return self._preflight(request, origin)
         result = await call_next(request)
-        if isinstance(result, Takeover):
-            return result
-        self._decorate(result, origin)
+        if isinstance(result, Response):
+            # (A Takeover, or a response the handler writes itself, passes as it is.)
+            self._decorate(result, origin)
         return result
 
     def _preflight(self, request: Request, origin: str) -> Response:
@@ -240,7 +239,7 @@ class GZipMiddleware:
 
     async def __call__(self, request: Request, call_next: Handler) -> Result:
         result = await call_next(request)
-        if isinstance(result, Takeover):
+        if not isinstance(result, Response):
             return result
         response = result
         status = response.status

@@ -118,14 +118,23 @@ def check_handler(handler: object, kind: str = "handler") -> None:
         )
 
 
+# What handlers return by mistake: a FastAPI habit (dict, list, str) or no return.
+_NOT_RESULTS = (dict, list, tuple, str, bytes, int, float, type(None))
+
+
 def _not_a_response(handler: Handler, request: Request, result: object) -> Response:
-    hint = " (for JSON, return Response.json(...))" if isinstance(result, (dict, list)) else ""
+    if isinstance(result, (dict, list)):
+        hint = " (for JSON, return Response.json(...))"
+    elif result is None:
+        hint = " (a missing return?)"
+    else:
+        hint = ""
     logger.error(
         "handler %s for %s %s returned %s, not a Response%s",
         _describe(handler),
         request.method,
         request.target,
-        type(result).__name__,
+        "None" if result is None else type(result).__name__,
         hint,
     )
     return error_response(500, None)
@@ -386,9 +395,11 @@ class Router:
                 result = await found.handler(request)
             except HTTPError as exc:
                 return error_response(exc.status, exc.detail, exc.headers)
-            if type(result) is not Response and not isinstance(result, (Response, Takeover)):
+            if type(result) is not Response and isinstance(result, _NOT_RESULTS):
                 # Said here, where the handler is known, and as a 500 that the
-                # middleware around can handle like any response.
+                # middleware around can handle like any response. Only values
+                # that are surely no result (a dict, a forgotten return): any
+                # other type is the connection loop's to judge.
                 return _not_a_response(found.handler, request, result)
             return result
         if type(found) is MethodNotAllowed:
