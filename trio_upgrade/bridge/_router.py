@@ -28,8 +28,10 @@ from ..http import (
     Response,
     Takeover,
     chain_middleware,
+    check_handler,
     compile_pattern,
     error_response,
+    fill_pattern,
     match_pattern,
     strip_prefix,
 )
@@ -167,6 +169,7 @@ class WebSocketRouter:
         subprotocols: Sequence[str] = (),
         name: str | None = None,
     ) -> WebSocketRoute:
+        check_handler(handler)
         regex, converters = compile_pattern(pattern)
         route = WebSocketRoute(
             pattern,
@@ -220,6 +223,25 @@ class WebSocketRouter:
     @property
     def routes(self) -> list[WebSocketRoute]:
         return list(self._routes)
+
+    def url_path_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route called *name* (mounted WebSocketRouters' included,
+        with their prefix), *params* filled in and percent-encoded."""
+        for route in self._routes:
+            if route.name == name:
+                try:
+                    return fill_pattern(route.pattern, params)
+                except KeyError as exc:
+                    raise KeyError(f"route {name!r} needs parameter {exc.args[0]!r}") from None
+        for prefix, app in self._mounts:
+            if isinstance(app, WebSocketRouter):
+                try:
+                    return prefix + app.url_path_for(name, **params)
+                except KeyError:
+                    raise
+                except LookupError:
+                    continue
+        raise LookupError(f"no route named {name!r}")
 
     # Matching (pure) ---------------------------------------------------------
 

@@ -250,6 +250,14 @@ class ServerWebSocket:
     async def ping(self, payload: bytes | None = None) -> float:
         return await (self._session or await self._ensure()).ping(payload)
 
+    async def send_json(self, data: Any, *, binary: bool = False) -> None:
+        """Send *data* as compact UTF-8 JSON (a text message; binary with *binary*)."""
+        await (self._session or await self._ensure()).send_json(data, binary=binary)
+
+    async def receive_json(self) -> Any:
+        """The next message parsed as JSON (``ValueError`` if it is not JSON)."""
+        return await (self._session or await self._ensure()).receive_json()
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if self._session is None:
             if self._state == "pending":

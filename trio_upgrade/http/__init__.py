@@ -15,6 +15,7 @@ from ._errors import (
     RequestTimeout,
 )
 from ._headers import Headers, HeadersLike
+from ._middleware import CORSMiddleware, GZipMiddleware
 from ._request import BodySource, QueryParams, Request, RequestBody
 from ._response import Response, reason_phrase
 from ._router import (
@@ -27,20 +28,24 @@ from ._router import (
     RouteMatch,
     Router,
     chain_middleware,
+    check_handler,
     compile_pattern,
     error_response,
+    fill_pattern,
     match_pattern,
     strip_prefix,
 )
-from ._serve import create_server, run, serve
+from ._serve import app_lifespan, create_server, run, serve
 from ._takeover import Takeover
 
 __all__ = [
     "BodySource",
+    "CORSMiddleware",
     "ClientDisconnected",
     "HTTPConfig",
     "HTTPError",
     "Handler",
+    "GZipMiddleware",
     "Headers",
     "HeadersLike",
     "MalformedBody",
@@ -58,10 +63,13 @@ __all__ = [
     "RouteMatch",
     "Router",
     "Takeover",
+    "app_lifespan",
     "chain_middleware",
+    "check_handler",
     "compile_pattern",
     "create_server",
     "error_response",
+    "fill_pattern",
     "match_pattern",
     "reason_phrase",
     "run",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, final
 from urllib.parse import parse_qsl, unquote
 
@@ -16,7 +16,7 @@ from ._headers import Headers, HeadersLike
 if TYPE_CHECKING:
     from ..core import Connection
 
-__all__ = ["BodySource", "QueryParams", "Request", "RequestBody"]
+__all__ = ["BodySource", "QueryParams", "Request", "RequestBody", "parse_cookies"]
 
 # Request._upgrade before the Upgrade header has been looked at.
 _UNKNOWN = object()
@@ -104,6 +104,11 @@ class RequestBody:
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
+    def __call__(self) -> Coroutine[Any, Any, bytes]:
+        """``await request.body()``, as in Starlette: the whole body, the same as
+        ``await request.read()``."""
+        return self._request.read()
+
     async def _iterate(self) -> AsyncIterator[bytes]:
         request = self._request
         if request._cached is not None:
@@ -154,12 +159,14 @@ class Request:
       root_path: the prefix of routers this request was mounted under.
       max_body_size: the body limit for this request; a handler may change it before reading.
       connection: the :class:`trio_upgrade.core.Connection`, when served by a server.
-      state: a dict for middleware to pass values to handlers.
+      state: a dict for middleware to pass values to handlers; an App's lifespan
+        state is copied into it (shallow) before routing.
     """
 
     __slots__ = (
         "_body",
         "_cached",
+        "_cookies",
         "_query",
         "_source",
         "_upgrade",
@@ -215,6 +222,7 @@ class Request:
         self._body: RequestBody | None = None
         self._cached: bytes | None = None
         self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
         self._upgrade: str | object | None = _UNKNOWN
 
     @classmethod
@@ -262,6 +270,7 @@ class Request:
         self._body = None
         self._cached = None
         self._query = None
+        self._cookies = None
         self._upgrade = upgrade
         return self
 
@@ -271,6 +280,19 @@ class Request:
         if self._query is None:
             self._query = QueryParams(self.query_string)
         return self._query
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The cookies of the ``Cookie`` header(s), by name (parsed on first use).
+
+        A name sent twice keeps its first value: browsers send the cookie with
+        the longest matching path first (RFC 6265 §5.4). Values are as sent,
+        without surrounding double quotes; pairs without ``=`` are skipped.
+        """
+        cookies = self._cookies
+        if cookies is None:
+            cookies = self._cookies = parse_cookies(self.headers.get_all("cookie"))
+        return cookies
 
     @property
     def upgrade(self) -> str | None:
@@ -342,3 +364,21 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
+
+
+def parse_cookies(values: list[str]) -> dict[str, str]:
+    """The ``name=value`` pairs of ``Cookie`` field values (RFC 6265 §4.2.1), leniently:
+    whitespace around pairs is dropped, a pair without ``=`` or a name is skipped,
+    the first of a repeated name wins."""
+    cookies: dict[str, str] = {}
+    for value in values:
+        for pair in value.split(";"):
+            name, eq, content = pair.partition("=")
+            name = name.strip()
+            if not eq or not name:
+                continue
+            content = content.strip()
+            if len(content) >= 2 and content[0] == content[-1] == '"':
+                content = content[1:-1]
+            cookies.setdefault(name, content)
+    return cookies

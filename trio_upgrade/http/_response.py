@@ -5,19 +5,28 @@ from __future__ import annotations
 import json as _json
 import mimetypes
 import os
+import time as _time
 from collections.abc import AsyncIterable, AsyncIterator
-from email.utils import formatdate
-from typing import Any, final
+from datetime import datetime, timezone
+from email.utils import format_datetime, formatdate
+from typing import Any, Literal, final
 from urllib.parse import quote
 
 import trio
 
-from .._wire import reason_phrase
+from .._wire import is_token, reason_phrase
 from ._headers import Headers, HeadersLike
 
 __all__ = ["Response", "reason_phrase"]
 
 _FILE_CHUNK = 64 * 1024
+
+# RFC 6265 §4.1.1 cookie-octet: visible ASCII except DQUOTE, comma, semicolon, backslash.
+_COOKIE_OCTETS = frozenset(chr(c) for c in range(0x21, 0x7F) if chr(c) not in {'"', ",", ";", "\\"})
+# Attribute values (Path, Domain): any visible ASCII or space but ";" (§4.1.1 av-octet).
+_ATTRIBUTE_OCTETS = frozenset(chr(c) for c in range(0x20, 0x7F) if chr(c) != ";")
+_SAMESITE = {"lax": "Lax", "strict": "Strict", "none": "None"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @final
@@ -141,6 +150,105 @@ class Response:
                 "content-disposition", f"attachment; filename*=UTF-8''{quote(filename)}"
             )
         return response
+
+    # Cookies ------------------------------------------------------------------
+
+    def set_cookie(
+        self,
+        key: str,
+        value: str = "",
+        *,
+        max_age: int | None = None,
+        expires: datetime | int | float | None = None,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+        partitioned: bool = False,
+    ) -> None:
+        """Add a ``Set-Cookie`` field (RFC 6265 §4.1).
+
+        *max_age* in seconds (0 or less: expire now); *expires* an aware
+        :class:`~datetime.datetime` or a number of seconds from now (both may
+        be given: browsers prefer ``Max-Age``). *samesite* ``"none"`` and
+        *partitioned* need *secure*, as browsers require. Checked before
+        anything is added, with a ``ValueError`` that says what is wrong:
+        *key* must be a token, *value* cookie-octets only (no space, ``"``,
+        ``,``, ``;``, ``\\`` or control characters — encode anything else,
+        e.g. with :func:`urllib.parse.quote`), *path* and *domain* no ``;``
+        or control characters.
+        """
+        if not key.isascii() or not is_token(key.encode()):
+            raise ValueError(f"cookie name {key!r} is not a token (RFC 6265 §4.1.1)")
+        bad = [c for c in value if c not in _COOKIE_OCTETS]
+        if bad:
+            raise ValueError(
+                f"cookie value for {key!r} may not contain {bad[0]!r}; encode it first, "
+                "e.g. urllib.parse.quote(value)"
+            )
+        parts = [f"{key}={value}"]
+        if max_age is not None:
+            parts.append(f"Max-Age={int(max_age)}")
+        if expires is not None:
+            if isinstance(expires, datetime):
+                if expires.tzinfo is None:
+                    raise ValueError("expires must be an aware datetime (tzinfo=timezone.utc)")
+                when = expires
+            else:
+                when = datetime.fromtimestamp(_time.time() + expires, timezone.utc)
+            parts.append("Expires=" + format_datetime(when.astimezone(timezone.utc), usegmt=True))
+        for name, attribute in (("Domain", domain), ("Path", path)):
+            if attribute is None:
+                continue
+            if not attribute or any(c not in _ATTRIBUTE_OCTETS for c in attribute):
+                raise ValueError(
+                    f"cookie {name.lower()} {attribute!r} must be non-empty, without ';' "
+                    "or control characters"
+                )
+            parts.append(f"{name}={attribute}")
+        if secure:
+            parts.append("Secure")
+        if httponly:
+            parts.append("HttpOnly")
+        if samesite is not None:
+            spelled = _SAMESITE.get(samesite.lower())
+            if spelled is None:
+                raise ValueError(
+                    f"samesite must be 'lax', 'strict', 'none' or None, not {samesite!r}"
+                )
+            if spelled == "None" and not secure:
+                raise ValueError("samesite='none' needs secure=True (browsers refuse it otherwise)")
+            parts.append(f"SameSite={spelled}")
+        if partitioned:
+            if not secure:
+                raise ValueError("partitioned=True needs secure=True")
+            parts.append("Partitioned")
+        self.headers.add("set-cookie", "; ".join(parts))
+
+    def delete_cookie(
+        self,
+        key: str,
+        *,
+        path: str | None = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Tell the browser to drop cookie *key*: an empty value, ``Max-Age=0``, an
+        ``Expires`` in 1970. *path* and *domain* must be those it was set with."""
+        self.set_cookie(
+            key,
+            "",
+            max_age=0,
+            expires=_EPOCH,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"

@@ -10,12 +10,15 @@ Converters: ``str`` (default, one segment), ``int``, ``float``, ``uuid``,
 
 from __future__ import annotations
 
+import inspect
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar, final
+from urllib.parse import quote
 
 from ._errors import HTTPError
 from ._request import Request
@@ -32,7 +35,9 @@ __all__ = [
     "RouteMatch",
     "Router",
     "chain_middleware",
+    "check_handler",
     "compile_pattern",
+    "fill_pattern",
     "match_pattern",
     "strip_prefix",
 ]
@@ -44,6 +49,8 @@ Middleware = Callable[[Request, Handler], Awaitable[Result]]
 """``async def mw(request, call_next) -> Response``: runs around the handlers."""
 
 H = TypeVar("H", bound=Handler)
+
+logger = logging.getLogger("trio_upgrade")
 
 _CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "str": (r"[^/]+", str),
@@ -78,6 +85,59 @@ def compile_pattern(pattern: str) -> tuple[re.Pattern[str], dict[str, Callable[[
         raise ValueError(f"malformed parameter in {pattern!r}")
     regex += re.escape(rest) + "$"
     return re.compile(regex), converters
+
+
+def fill_pattern(pattern: str, params: Mapping[str, Any]) -> str:
+    """*pattern* with its parameters replaced by *params*, percent-encoded
+    (a ``path`` parameter keeps its slashes). ``KeyError`` names a missing one."""
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in params:
+            raise KeyError(name)
+        return quote(str(params[name]), safe="/" if m.group(2) == "path" else "")
+
+    return _PARAM.sub(fill, pattern)
+
+
+def _describe(handler: object) -> str:
+    module = getattr(handler, "__module__", None)
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    return f"{module}.{name}" if module else name
+
+
+def check_handler(handler: object, kind: str = "handler") -> None:
+    """Refuse, at registration, what cannot be a handler: something not callable,
+    or a plain ``def`` function (handlers are ``async def``)."""
+    if not callable(handler):
+        raise TypeError(f"{kind} {handler!r} is not callable")
+    if inspect.isfunction(handler) and not inspect.iscoroutinefunction(handler):
+        raise TypeError(
+            f"{kind} {_describe(handler)} is a plain function: write "
+            f"`async def {handler.__name__}(...)` (handlers run on Trio, in the server's task)"
+        )
+
+
+# What handlers return by mistake: a FastAPI habit (dict, list, str) or no return.
+_NOT_RESULTS = (dict, list, tuple, str, bytes, int, float, type(None))
+
+
+def _not_a_response(handler: Handler, request: Request, result: object) -> Response:
+    if isinstance(result, (dict, list)):
+        hint = " (for JSON, return Response.json(...))"
+    elif result is None:
+        hint = " (a missing return?)"
+    else:
+        hint = ""
+    logger.error(
+        "handler %s for %s %s returned %s, not a Response%s",
+        _describe(handler),
+        request.method,
+        request.target,
+        "None" if result is None else type(result).__name__,
+        hint,
+    )
+    return error_response(500, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +245,7 @@ class Router:
         methods: Iterable[str] = ("GET",),
         name: str | None = None,
     ) -> Route:
+        check_handler(handler)
         method_set = {m.upper() for m in methods}
         if "GET" in method_set:
             method_set.add("HEAD")
@@ -257,16 +318,13 @@ class Router:
                 seen.setdefault(id(found.route), found.route)
         return [*seen.values(), *self._dynamic]
 
-    def url_path_for(self, name: str, **params: Any) -> str:
-        """The path of the route called *name*, with *params* filled in."""
+    def url_path_for(self, name: str, /, **params: Any) -> str:
+        """The path of the route called *name*, with *params* filled in
+        (percent-encoded; mounted routers' routes with their prefix)."""
         for route in self.routes:
             if route.name == name:
-
-                def fill(m: re.Match[str]) -> str:
-                    return str(params[m.group(1)])
-
                 try:
-                    return _PARAM.sub(fill, route.pattern)
+                    return fill_pattern(route.pattern, params)
                 except KeyError as exc:
                     raise KeyError(f"route {name!r} needs parameter {exc.args[0]!r}") from None
         for prefix, _, router in self._mounts:
@@ -334,9 +392,16 @@ class Router:
             if found.params:
                 request.path_params.update(found.params)
             try:
-                return await found.handler(request)
+                result = await found.handler(request)
             except HTTPError as exc:
                 return error_response(exc.status, exc.detail, exc.headers)
+            if type(result) is not Response and isinstance(result, _NOT_RESULTS):
+                # Said here, where the handler is known, and as a 500 that the
+                # middleware around can handle like any response. Only values
+                # that are surely no result (a dict, a forgotten return): any
+                # other type is the connection loop's to judge.
+                return _not_a_response(found.handler, request, result)
+            return result
         if type(found) is MethodNotAllowed:
             return error_response(405, None, [("allow", ", ".join(sorted(found.allowed)))])
         for prefix, app, _ in self._mounts:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import ssl
 from collections.abc import Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import trio
@@ -16,7 +18,7 @@ from ._config import HTTPConfig
 from ._connection import serve_http_connection
 from ._router import Handler
 
-__all__ = ["create_server", "run", "serve"]
+__all__ = ["app_lifespan", "create_server", "run", "serve"]
 
 logger = logging.getLogger("trio_upgrade")
 
@@ -30,6 +32,24 @@ def _head_complete(data: bytes) -> bool:
     """Whether *data* holds the blank line that ends a request head (a bare LF too, as h11
     accepts): at a full server, only such a newcomer makes room by shedding another."""
     return b"\n\r\n" in data or b"\n\n" in data
+
+
+def app_lifespan(app: object) -> AbstractAsyncContextManager[Any]:
+    """The lifespan to run around a server of *app*: ``app.lifespan_context()``
+    when the app has one (an :class:`~trio_upgrade.bridge.App` does), else
+    nothing. :func:`serve` and :func:`run` enter it before the first
+    connection and leave it after the drain; code that builds its own server
+    with :func:`create_server` does the same::
+
+        async with app_lifespan(app):
+            server = await create_server(app, "127.0.0.1:8000")
+            await server.serve()
+    """
+    hook = getattr(app, "lifespan_context", None)
+    if hook is None:
+        return contextlib.nullcontext()
+    manager: AbstractAsyncContextManager[Any] = hook()
+    return manager
 
 
 async def create_server(
@@ -94,19 +114,23 @@ async def serve(
     cancelled or ``await server.aclose()``; both shut down gracefully (stop
     accepting, close idle keep-alive connections, let requests in flight finish
     within *grace_period* seconds, then cancel the rest).
+
+    An app with a lifespan (:func:`app_lifespan`) has its startup run before
+    the listeners open and its shutdown after the drain.
     """
-    server = await create_server(
-        app,
-        *binds,
-        config=config,
-        ssl_context=ssl_context,
-        max_connections=max_connections,
-        max_connections_per_client=max_connections_per_client,
-        grace_period=grace_period,
-        unix_mode=unix_mode,
-        listeners=listeners,
-    )
-    await server.serve(task_status=task_status)
+    async with app_lifespan(app):
+        server = await create_server(
+            app,
+            *binds,
+            config=config,
+            ssl_context=ssl_context,
+            max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
+            grace_period=grace_period,
+            unix_mode=unix_mode,
+            listeners=listeners,
+        )
+        await server.serve(task_status=task_status)
 
 
 def run(
@@ -124,27 +148,29 @@ def run(
     """Run *app* until SIGINT or SIGTERM, then shut down gracefully. Blocks.
 
     Sets up basic logging at *log_level* when the program has configured none.
+    An app's lifespan (:func:`app_lifespan`) runs around the server.
     """
     if log_level is not None and not logging.getLogger().handlers:
         logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(message)s")
     binds = [bind] if isinstance(bind, str) else list(bind)
 
     async def main() -> None:
-        server = await create_server(
-            app,
-            *binds,
-            config=config,
-            ssl_context=ssl_context,
-            max_connections=max_connections,
-            max_connections_per_client=max_connections_per_client,
-            grace_period=grace_period,
-            unix_mode=unix_mode,
-        )
-        scheme = "https" if ssl_context is not None else "http"
-        for address in server.addresses:
-            logger.info("serving on %s", _url(scheme, address))
-        await run_until_signal(server)
-        logger.info("stopped")
+        async with app_lifespan(app):
+            server = await create_server(
+                app,
+                *binds,
+                config=config,
+                ssl_context=ssl_context,
+                max_connections=max_connections,
+                max_connections_per_client=max_connections_per_client,
+                grace_period=grace_period,
+                unix_mode=unix_mode,
+            )
+            scheme = "https" if ssl_context is not None else "http"
+            for address in server.addresses:
+                logger.info("serving on %s", _url(scheme, address))
+            await run_until_signal(server)
+            logger.info("stopped")
 
     trio.run(main)
 

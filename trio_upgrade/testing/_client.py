@@ -23,7 +23,7 @@ import json as _json
 import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, final
 from urllib.parse import urlencode, urlsplit
@@ -54,6 +54,7 @@ from ..http import (
     Request,
     Response,
     Takeover,
+    app_lifespan,
     serve_http_connection,
 )
 from ..ws import (
@@ -612,7 +613,9 @@ class AppClient(_Methods):
     through :class:`trio_upgrade.asgi.ASGIHandler`, its lifespan startup run on
     entering and shutdown on leaving (*lifespan* as in
     :func:`trio_upgrade.asgi.serve`); with *raise_server_exceptions* its
-    exceptions are raised again in the test as a native handler's are.
+    exceptions are raised again in the test as a native handler's are. An
+    :class:`~trio_upgrade.bridge.App`'s own lifespan (``App(lifespan=...)``)
+    runs the same way: startup on entering, shutdown after the drain.
     """
 
     __test__ = False  # not a pytest test class, whatever the name pattern says
@@ -635,6 +638,7 @@ class AppClient(_Methods):
         # An ASGI app's lifespan, run around the server, and the app itself
         # (each connection wraps it to record its exceptions).
         self._lifespan: Lifespan | None = None
+        self._native_lifespan: AbstractAsyncContextManager[Any] | None = None
         self._asgi_app: ASGIApp | None = None
         if is_asgi_app(app):
             self._asgi_app = app
@@ -673,6 +677,10 @@ class AppClient(_Methods):
             raise RuntimeError("an AppClient can be entered only once")
         if self._lifespan is not None:
             await self._lifespan.__aenter__()
+        else:
+            # A native app's lifespan (an App's), as serve() runs it.
+            self._native_lifespan = app_lifespan(self.app)
+            await self._native_lifespan.__aenter__()
         self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
         try:
@@ -681,6 +689,8 @@ class AppClient(_Methods):
             await self._nursery_manager.__aexit__(type(exc), exc, exc.__traceback__)
             if self._lifespan is not None:
                 await self._lifespan.__aexit__(type(exc), exc, exc.__traceback__)
+            if self._native_lifespan is not None:
+                await self._native_lifespan.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return self
 
@@ -702,6 +712,8 @@ class AppClient(_Methods):
         if self._lifespan is not None:
             # Shutdown after the drain, as a real server does.
             await self._lifespan.__aexit__(exc_type, exc, tb)
+        if self._native_lifespan is not None:
+            await self._native_lifespan.__aexit__(exc_type, exc, tb)
         return False
 
     async def shutdown(self) -> None:

@@ -30,6 +30,7 @@ connection's own nursery.
 from __future__ import annotations
 
 import contextlib
+import json as _json
 import logging
 import math
 import os
@@ -37,7 +38,7 @@ import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import final
+from typing import Any, final
 
 import trio
 from wsproto.connection import Connection as WSConnection
@@ -678,6 +679,19 @@ class WebSocket:
         if waiter.rtt is None:
             raise self._closed_error()
         return waiter.rtt
+
+    async def send_json(self, data: Any, *, binary: bool = False) -> None:
+        """Send *data* as compact UTF-8 JSON: a text message (a binary one with *binary*)."""
+        text = _json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        await self.send(text.encode() if binary else text)
+
+    async def receive_json(self) -> Any:
+        """Receive one message (text or binary) and parse it as JSON.
+
+        Malformed JSON raises :class:`ValueError` (``json.JSONDecodeError``);
+        the session stays open, the handler decides what to answer.
+        """
+        return _json.loads(await self.receive())
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the session (RFC 6455 §7.1.2): send Close, wait for the peer's, close the stream.
