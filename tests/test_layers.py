@@ -25,10 +25,12 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     # The other composition of HTTP and WebSocket, for ASGI apps: never the bridge.
     "asgi": ({"_wire", "core", "http", "ws"}, {"trio"}),
     "testing": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio", "h11", "pytest"}),
-    "cli": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
+    "cli": ({"_cli", "core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
+    # The command's parts: settings, inherited sockets, workers, --proxy-headers.
+    "_cli": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
 }
 # Layers that must use other layers' public API only (no `_private` modules).
-PUBLIC_ONLY = {"testing", "cli"}
+PUBLIC_ONLY = {"testing", "cli", "_cli"}
 
 
 def _layer_of(path: Path) -> str | None:
