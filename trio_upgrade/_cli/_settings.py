@@ -130,7 +130,7 @@ def _o(
 
 OPTIONS: tuple[Option, ...] = (
     # What to serve.
-    _o("app", (), text, None, "module:attribute, e.g. myapp.web:app", commands=SERVE),
+    _o("app", (), _nullable(text), None, "module:attribute, e.g. myapp.web:app", commands=SERVE),
     _o(
         "factory",
         ("--factory",),
@@ -204,7 +204,7 @@ OPTIONS: tuple[Option, ...] = (
         multiple=True,
         metavar="ADDRESS",
     ),
-    _o("host", ("--host",), text, None, "TCP host to listen on (with --port; as uvicorn)"),
+    _o("host", ("--host",), _nullable(text), None, "TCP host to listen on (with --port)"),
     _o("port", ("--port",), _nullable(count), None, "TCP port (with --host, default 127.0.0.1)"),
     _o("uds", ("--uds",), _nullable(text), None, "listen on this Unix socket path"),
     _o("fd", ("--fd",), _nullable(count), None, "serve an inherited listening socket"),
