@@ -34,6 +34,13 @@ DEMO_APP = textwrap.dedent(
     async def upload(request):
         return Response.text(str(len(await request.read())))
 
+    @app.route("/slow")
+    async def slow(request):
+        import trio
+
+        await trio.sleep(float(request.query_string or "1"))
+        return Response.text(str(os.getpid()))
+
     not_an_app = 42
     """
 )
