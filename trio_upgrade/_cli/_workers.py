@@ -145,6 +145,8 @@ class Supervisor:
         self.workers.discard(worker)
         if self.stopping or worker.retiring:
             logger.info("worker %d exited (%s)", worker.pid, _describe(code))
+            if code != 0 and self.stopping and self.status == 0:
+                self.status = 1
         elif worker.ready or worker.replacement:
             lived = trio.current_time() - worker.started_at
             failures = 0 if lived >= HEALTHY_AFTER else worker.failures + 1
