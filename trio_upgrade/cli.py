@@ -48,6 +48,7 @@ from ._cli import (
     parse_fd_bind,
     resolve,
     systemd_fds,
+    use_json_access_log,
 )
 from .asgi import ASGIHandler, Lifespan, LifespanFailure, is_asgi_app
 from .core import BindError, Server, listener_address, open_listeners, parse_bind, run_until_signal
@@ -324,7 +325,8 @@ def _run(s: Resolved, argv: Sequence[str]) -> int:
     # Fail on bad limits and TLS files before binding anything.
     _http_config(s)
     _websocket_config(s)
-    if workers <= 1:
+    reload = s.reload and worker_fds is None
+    if workers <= 1 and not reload:
         trio.run(_serve, s, app, binds, fds, worker_fds is not None)
         return 0
     _ssl_context(s)
@@ -334,7 +336,12 @@ def _run(s: Resolved, argv: Sequence[str]) -> int:
         for listener in fd_listeners([fd]):
             print(f"serving on {_describe(listener_address(listener), scheme)}", flush=True)
             listener.socket.detach()  # type: ignore[attr-defined]
-    return trio.run(Supervisor(argv, fds, workers, os.environ).run)
+    watch = None
+    if reload:
+        default = s.app_dir if s.command == "serve" else "."
+        watch = [os.path.abspath(d) for d in (s.reload_dir or [default])]
+    supervisor = Supervisor(argv, fds, max(1, workers), os.environ, watch=watch)
+    return trio.run(supervisor.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=getattr(logging, settings.log_level.upper()),
             format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
         )
+        if settings.access_log_format == "json":
+            use_json_access_log()
         return _run(settings, argv)
     except CLIError as exc:
         print(f"trio-upgrade: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ Like the command, uses every layer's public API only.
 
 from __future__ import annotations
 
+from ._access import JSONAccessFormatter, use_json_access_log
 from ._forwarded import TrustedProxies, forwarded_headers
 from ._settings import OPTIONS, CLIError, Option, Resolved, add_arguments, resolve
 from ._sockets import fd_listener, fd_listeners, parse_fd_bind, systemd_fds
@@ -17,6 +18,7 @@ __all__ = [
     "OPTIONS",
     "READY_ENV",
     "CLIError",
+    "JSONAccessFormatter",
     "Option",
     "Resolved",
     "Supervisor",
@@ -28,4 +30,5 @@ __all__ = [
     "parse_fd_bind",
     "resolve",
     "systemd_fds",
+    "use_json_access_log",
 ]

@@ -216,6 +216,23 @@ OPTIONS: tuple[Option, ...] = (
         1,
         "worker processes sharing the sockets (1: serve in this process)",
     ),
+    _o(
+        "reload",
+        ("--reload",),
+        boolean,
+        False,
+        "restart the workers when a *.py file under --reload-dir changes (development)",
+        switch=True,
+    ),
+    _o(
+        "reload_dir",
+        ("--reload-dir",),
+        text,
+        [],
+        "a directory --reload watches (repeatable; default: --app-dir)",
+        multiple=True,
+        metavar="DIR",
+    ),
     # TLS.
     _o(
         "certfile",
@@ -340,6 +357,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     _o("date_header", ("--date-header",), boolean, True, "send a Date header", switch=True),
     _o("access_log", ("--access-log",), boolean, False, "log one line per request", switch=True),
+    _o(
+        "access_log_format",
+        ("--access-log-format",),
+        _choice("text", "json"),
+        "text",
+        "access log lines as text or as one JSON object per line",
+    ),
     _o(
         "log_level",
         ("--log-level",),

@@ -69,6 +69,8 @@ class Supervisor:
         fds: Sequence[int],
         count: int,
         environ: Mapping[str, str],
+        *,
+        watch: Sequence[str] | None = None,
     ) -> None:
         self.argv = [sys.executable, "-m", "trio_upgrade", *argv]
         self.fds = list(fds)
@@ -79,6 +81,8 @@ class Supervisor:
         self.status = 0  # exit status of the supervisor
         self._all_gone = trio.Event()
         self._reloading = False
+        # --reload: directories whose *.py files restart the workers when they change.
+        self.watch = list(watch) if watch is not None else None
 
     async def run(self) -> int:
         lifeline_read, lifeline_write = os.pipe()
@@ -88,18 +92,27 @@ class Supervisor:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     nursery.start_soon(self._handle_signals, sigs)
+                    if self.watch is not None:
+                        nursery.start_soon(self._watch_files, self.watch)
                     starting = [await self._spawn(failures=0) for _ in range(self.count)]
+                    ready = 0
                     for worker in starting:
                         await worker.settled.wait()
+                        ready += worker.ready
                         if not worker.ready:
+                            await worker.exited.wait()
+                            if self.watch is not None:
+                                logger.error(
+                                    "worker %d failed to start: waiting for a change", worker.pid
+                                )
+                                continue
                             logger.error("worker %d failed to start: stopping", worker.pid)
-                            self.status = worker.process.returncode or 1
-                            if self.status < 0:
-                                self.status = 1
+                            code = worker.process.returncode
+                            self.status = code if code is not None and code > 0 else 1
                             self._stop(signal.SIGTERM)
                             break
                     else:
-                        logger.info("%d workers ready (supervisor pid %d)", self.count, os.getpid())
+                        logger.info("%d workers ready (supervisor pid %d)", ready, os.getpid())
                     await self._all_gone.wait()
                     nursery.cancel_scope.cancel()
         finally:
@@ -166,7 +179,7 @@ class Supervisor:
                 if self.stopping or self._reloading:
                     continue
                 logger.info("SIGHUP received: replacing workers one by one")
-                self._nursery.start_soon(self._reload)
+                self._start_reload()
             elif not self.stopping:
                 logger.info("%s received: draining workers", signal.Signals(signum).name)
                 self._stop(signal.SIGTERM)
@@ -183,10 +196,18 @@ class Supervisor:
             if worker.process.returncode is None:
                 worker.process.send_signal(signum)
 
+    def _start_reload(self) -> None:
+        if not self.stopping and not self._reloading:
+            self._reloading = True
+            self._nursery.start_soon(self._reload)
+
     async def _reload(self) -> None:
-        self._reloading = True
+        """Start a worker, wait until it accepts, then drain one old worker; repeat
+        until there are ``count`` new workers (fewer old ones are fine: after a
+        failed start under --reload there may be none)."""
         try:
-            for old in [w for w in self.workers if not w.retiring]:
+            old = [w for w in self.workers if not w.retiring]
+            for _ in range(self.count):
                 if self.stopping:
                     return
                 new = await self._spawn(failures=0)
@@ -194,13 +215,48 @@ class Supervisor:
                 if not new.ready:
                     logger.error("new worker %d failed to start: keeping the old ones", new.pid)
                     return
-                old.retiring = True
-                if old.process.returncode is None:
-                    old.process.send_signal(signal.SIGTERM)
-                await old.exited.wait()
+                if old:
+                    retired = old.pop()
+                    retired.retiring = True
+                    if retired.process.returncode is None:
+                        retired.process.send_signal(signal.SIGTERM)
+                    await retired.exited.wait()
             logger.info("workers replaced")
         finally:
             self._reloading = False
+
+    async def _watch_files(self, directories: Sequence[str]) -> None:
+        """--reload: poll the modification times of the *.py files under
+        *directories* twice a second; a change replaces the workers."""
+        seen = _snapshot(directories)
+        while True:
+            await trio.sleep(POLL_INTERVAL)
+            now = await trio.to_thread.run_sync(_snapshot, directories)
+            if now != seen:
+                changed = sorted(set(now.items()) ^ set(seen.items()))
+                logger.info("%s changed: replacing workers", changed[0][0])
+                seen = now
+                self._start_reload()
+
+
+POLL_INTERVAL = 0.5
+# Directories never worth watching.
+_SKIP = {"__pycache__", "node_modules", "site-packages"}
+
+
+def _snapshot(directories: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for top in directories:
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIP]
+            for name in files:
+                if name.endswith(".py"):
+                    path = os.path.join(root, name)
+                    try:
+                        found[path] = os.stat(path).st_mtime_ns
+                    except FileNotFoundError:
+                        continue
+    return found
 
 
 def _describe(code: int) -> str:
