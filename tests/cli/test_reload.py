@@ -66,3 +66,21 @@ def test_json_access_log(demo_dir: Path) -> None:
     assert entry["client"].startswith("127.0.0.1:")
     assert entry["pid"] == server.proc.pid
     assert isinstance(entry["size"], int) and isinstance(entry["duration_ms"], float)
+
+
+FAILING_STARTUP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "not yet"})
+        return
+"""
+
+
+def test_reload_waits_for_a_fix_when_the_first_start_fails(tmp_path: Path) -> None:
+    module = tmp_path / "versioned.py"
+    module.write_text(FAILING_STARTUP)
+    with running(["serve", "versioned:app", "-b", "127.0.0.1:0", "--reload"], tmp_path) as server:
+        server.wait_for_log("failed to start: waiting for a change")
+        _touch_later(module, VERSIONED.format(version="fixed"))
+        _wait_for_text(server.url, "fixed")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import trustme
 from _cli_procs import running
 
 WORKER_STARTED = r"worker (\d+) started"
@@ -142,3 +144,20 @@ def test_workers_drain_when_the_supervisor_is_killed(demo_dir: Path) -> None:
         while not all(_gone(int(pid)) for pid in workers):
             assert time.monotonic() < deadline, "workers outlived their supervisor"
             time.sleep(0.05)
+
+
+def test_workers_serve_tls_and_unix_sockets(demo_dir: Path) -> None:
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(demo_dir / "server.pem")
+    )
+    path = demo_dir / "w.sock"
+    args = ["serve", "demo:app", "-b", "127.0.0.1:0", "-b", f"unix:{path}", "-w", "2"]
+    with running([*args, "--certfile", "server.pem"], demo_dir, lines=2) as server:
+        server.wait_for_log("2 workers ready")
+        workers = set(server.wait_for_log(WORKER_STARTED, count=2))
+        assert server.url.startswith("https://127.0.0.1:")
+        assert server.lines[1].split()[-1] == f"unix:{path}"
+        verify = ssl.create_default_context()
+        ca.configure_trust(verify)
+        assert httpx.get(server.url, verify=verify, timeout=10).text in workers
