@@ -81,6 +81,7 @@ class Supervisor:
         self.status = 0  # exit status of the supervisor
         self._all_gone = trio.Event()
         self._reloading = False
+        self._reload_again = False
         # --reload: directories whose *.py files restart the workers when they change.
         self.watch = list(watch) if watch is not None else None
 
@@ -176,8 +177,6 @@ class Supervisor:
     async def _handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
             if signum == signal.SIGHUP:
-                if self.stopping or self._reloading:
-                    continue
                 logger.info("SIGHUP received: replacing workers one by one")
                 self._start_reload()
             elif not self.stopping:
@@ -197,9 +196,15 @@ class Supervisor:
                 worker.process.send_signal(signum)
 
     def _start_reload(self) -> None:
-        if not self.stopping and not self._reloading:
-            self._reloading = True
-            self._nursery.start_soon(self._reload)
+        if self.stopping:
+            return
+        if self._reloading:
+            # The running reload may have started workers on code older than
+            # this request: go again once it is done.
+            self._reload_again = True
+            return
+        self._reloading = True
+        self._nursery.start_soon(self._reload)
 
     async def _reload(self) -> None:
         """Start a worker, wait until it accepts, then drain one old worker; repeat
@@ -224,6 +229,9 @@ class Supervisor:
             logger.info("workers replaced")
         finally:
             self._reloading = False
+            if self._reload_again:
+                self._reload_again = False
+                self._start_reload()
 
     async def _watch_files(self, directories: Sequence[str]) -> None:
         """--reload: poll the modification times of the *.py files under
