@@ -122,6 +122,10 @@ def test_every_module_respects_its_layer() -> None:
         ("asgi", "from ..ws import websocket_session\n", False),
         ("cli", "from ..asgi import ASGIHandler\n", False),
         ("cli", "from ..asgi._http import HTTPCycle\n", True),
+        ("cli", "from .._cli import resolve\n", False),
+        ("_cli", "from ..http import Request\n", False),
+        ("_cli", "from ..http._request import Request\n", True),
+        ("_cli", "import h11\n", True),
     ],
 )
 def test_checker_catches_forbidden_imports(
