@@ -159,7 +159,9 @@ class Supervisor:
         self.workers.discard(worker)
         if self.stopping or worker.retiring:
             logger.info("worker %d exited (%s)", worker.pid, _describe(code))
-            if code != 0 and self.stopping and self.status == 0:
+            # Killed by the signal we sent before it could catch it: still starting.
+            clean = code in (0, -signal.SIGTERM, -signal.SIGINT) and (code == 0 or not worker.ready)
+            if not clean and self.stopping and self.status == 0:
                 self.status = 1
         elif worker.ready or worker.replacement:
             lived = trio.current_time() - worker.started_at
