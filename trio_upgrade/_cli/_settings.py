@@ -453,15 +453,16 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     for option in OPTIONS:
         if command not in option.commands:
             continue
+        help = f"{option.help} [{option.env}; default {_toml(option.default)}]"
         if not option.flags:
-            parser.add_argument(option.name, nargs="?", default=argparse.SUPPRESS, help=option.help)
+            parser.add_argument(option.name, nargs="?", default=argparse.SUPPRESS, help=help)
         elif option.switch:
             parser.add_argument(
                 *option.flags,
                 dest=option.name,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
-                help=option.help,
+                help=help,
             )
         elif option.name == "server_header":
             parser.add_argument(
@@ -471,7 +472,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                 const="trio-upgrade",
                 default=argparse.SUPPRESS,
                 metavar="VALUE",
-                help=option.help,
+                help=help,
             )
             parser.add_argument(
                 "--no-server-header",
@@ -489,7 +490,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                 action="append" if option.multiple else "store",
                 default=argparse.SUPPRESS,
                 metavar=option.metavar,
-                help=option.help,
+                help=help,
             )
 
 
