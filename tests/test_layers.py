@@ -25,10 +25,12 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     # The other composition of HTTP and WebSocket, for ASGI apps: never the bridge.
     "asgi": ({"_wire", "core", "http", "ws"}, {"trio"}),
     "testing": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio", "h11", "pytest"}),
-    "cli": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
+    "cli": ({"_cli", "core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
+    # The command's parts: settings, inherited sockets, workers, --proxy-headers.
+    "_cli": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
 }
 # Layers that must use other layers' public API only (no `_private` modules).
-PUBLIC_ONLY = {"testing", "cli"}
+PUBLIC_ONLY = {"testing", "cli", "_cli"}
 
 
 def _layer_of(path: Path) -> str | None:
@@ -120,6 +122,10 @@ def test_every_module_respects_its_layer() -> None:
         ("asgi", "from ..ws import websocket_session\n", False),
         ("cli", "from ..asgi import ASGIHandler\n", False),
         ("cli", "from ..asgi._http import HTTPCycle\n", True),
+        ("cli", "from .._cli import resolve\n", False),
+        ("_cli", "from ..http import Request\n", False),
+        ("_cli", "from ..http._request import Request\n", True),
+        ("_cli", "import h11\n", True),
     ],
 )
 def test_checker_catches_forbidden_imports(

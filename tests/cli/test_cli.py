@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from trio_upgrade._cli import resolve
 from trio_upgrade.cli import load_app, main
 
 APP_MODULE = textwrap.dedent(
@@ -147,13 +148,12 @@ def test_proxy_tunnels_only_the_upgrades_named(
             made.append(options)
 
     monkeypatch.setattr(cli, "Proxy", Recorder)
-    monkeypatch.setattr(cli.trio, "run", lambda *args: None)
-    assert main(["proxy", "--route", "/=http://127.0.0.1:9", *extra]) == 0
+    args = cli._parser().parse_args(["proxy", "--route", "/=http://127.0.0.1:9", *extra])
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "version", "config")}
+    flags.pop("print_config")
+    cli._make_proxy(resolve("proxy", flags, {}))
     assert made[0]["upgrades"] == expected
 
 
 def test_max_connections_defaults_to_the_fd_derived_limit() -> None:
-    from trio_upgrade.cli import _parser
-
-    args = _parser().parse_args(["serve", "m:app"])
-    assert args.max_connections is None
+    assert resolve("serve", {}, {}).max_connections is None

@@ -1,0 +1,34 @@
+"""The parts of the ``trio-upgrade`` command (:mod:`trio_upgrade.cli`): its
+settings, the sockets it inherits, the worker supervisor, and ``--proxy-headers``.
+
+Like the command, uses every layer's public API only.
+"""
+
+from __future__ import annotations
+
+from ._access import JSONAccessFormatter, use_json_access_log
+from ._forwarded import TrustedProxies, forwarded_headers
+from ._settings import OPTIONS, CLIError, Option, Resolved, add_arguments, resolve
+from ._sockets import fd_listener, fd_listeners, parse_fd_bind, systemd_fds
+from ._workers import FDS_ENV, LIFELINE_ENV, READY_ENV, Supervisor
+
+__all__ = [
+    "FDS_ENV",
+    "LIFELINE_ENV",
+    "OPTIONS",
+    "READY_ENV",
+    "CLIError",
+    "JSONAccessFormatter",
+    "Option",
+    "Resolved",
+    "Supervisor",
+    "TrustedProxies",
+    "add_arguments",
+    "fd_listener",
+    "fd_listeners",
+    "forwarded_headers",
+    "parse_fd_bind",
+    "resolve",
+    "systemd_fds",
+    "use_json_access_log",
+]
