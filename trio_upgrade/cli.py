@@ -52,7 +52,7 @@ from ._cli import (
 )
 from .asgi import ASGIHandler, Lifespan, LifespanFailure, is_asgi_app
 from .core import BindError, Server, listener_address, open_listeners, parse_bind, run_until_signal
-from .http import Handler, HTTPConfig, create_server
+from .http import Handler, HTTPConfig, app_lifespan, create_server
 from .proxy import Proxy
 from .ws import Deflate, WebSocketConfig
 
@@ -231,6 +231,12 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
                 app, root_path=s.root_path, state=state, websocket_config=_websocket_config(s)
             )
         else:
+            # A native App's lifespan (App(lifespan=...)): startup before the
+            # first connection, shutdown after the drain, as run() does.
+            try:
+                await stack.enter_async_context(app_lifespan(app))
+            except Exception as exc:
+                raise LifespanFailure("startup", f"{type(exc).__name__}: {exc}") from exc
             handler = app
         if s.proxy_headers:
             handler = forwarded_headers(handler, TrustedProxies(s.forwarded_allow_ips))
