@@ -7,7 +7,16 @@ from typing import TypeVar, final
 
 import trio
 
-from ..http import Handler, Middleware, Request, Response, Router, Takeover, error_response
+from ..http import (
+    DirectResponse,
+    Handler,
+    Middleware,
+    Request,
+    Response,
+    Router,
+    Takeover,
+    error_response,
+)
 from ..ws import WebSocketConfig
 from ._router import WebSocketHandler, WebSocketRouter
 
@@ -132,14 +141,14 @@ class App:
             self.router.mount(prefix, app)
             self.ws_router.mount(prefix, app)
 
-    def __call__(self, request: Request) -> Awaitable[Response | Takeover]:
+    def __call__(self, request: Request) -> Awaitable[Response | DirectResponse | Takeover]:
         # Hands back the chosen router's awaitable (one frame less per request).
         upgrade = request.upgrade
         if upgrade is not None and "websocket" in upgrade.split(", "):
             return self.ws_router(request)
         return self.router(request)
 
-    async def _not_found(self, request: Request) -> Response | Takeover:
+    async def _not_found(self, request: Request) -> Response | DirectResponse | Takeover:
         path = request.path
         if request.root_path:
             path = path[len(request.root_path) :] or "/"

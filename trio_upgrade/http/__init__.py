@@ -6,7 +6,7 @@ Imports ``core`` and h11; knows nothing about WebSocket.
 from __future__ import annotations
 
 from ._config import HTTPConfig
-from ._connection import serve_http_connection
+from ._connection import ResponseWriter, serve_http_connection
 from ._errors import (
     ClientDisconnected,
     HTTPError,
@@ -16,7 +16,7 @@ from ._errors import (
 )
 from ._headers import Headers, HeadersLike
 from ._request import BodySource, QueryParams, Request, RequestBody
-from ._response import Response, reason_phrase
+from ._response import DirectResponse, Response, reason_phrase
 from ._router import (
     Handler,
     Match,
@@ -38,6 +38,7 @@ from ._takeover import Takeover
 __all__ = [
     "BodySource",
     "ClientDisconnected",
+    "DirectResponse",
     "HTTPConfig",
     "HTTPError",
     "Handler",
@@ -54,6 +55,7 @@ __all__ = [
     "RequestBodyTooLarge",
     "RequestTimeout",
     "Response",
+    "ResponseWriter",
     "Route",
     "RouteMatch",
     "Router",
