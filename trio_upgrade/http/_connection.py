@@ -832,7 +832,16 @@ class ResponseWriter:
         self.status = status
         self._state = _W_STARTED
         if len(data) <= _COALESCE_LIMIT:
-            await self._write(conn, head + data)
+            # The common case, without _write's frame: every frame between the
+            # connection's task and the socket is walked at each switch.
+            self._busy = True
+            try:
+                await conn._send(head + data)
+            except _Abort:
+                self._state = _W_FAILED
+                raise ClientDisconnected("the client disconnected during the response") from None
+            finally:
+                self._busy = False
         else:
             await self._write(conn, head)
             await self._write(conn, data)
