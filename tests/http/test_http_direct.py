@@ -377,3 +377,27 @@ async def test_the_docs_server_sent_events_example_streams_three_events(
         response = await client.request("GET", "/events")
     assert response.headers["content-type"] == "text/event-stream"
     assert response.body == b"data: tick 0\n\ndata: tick 1\n\ndata: tick 2\n\n"
+
+
+async def test_headers_added_to_the_direct_response_reach_the_head_unless_the_writer_set_them() -> (
+    None
+):
+    """Middleware decorates a DirectResponse through its headers (CORS, a request id)."""
+
+    async def write(writer: ResponseWriter) -> None:
+        await writer.respond(200, [("x-own", "writer"), ("x-both", "writer")], b"ok")
+
+    async def handler(request: Request) -> DirectResponse:
+        await trio.lowlevel.checkpoint()
+        return DirectResponse(write, headers={"x-both": "middleware"})
+
+    async def middleware(request: Request) -> Any:
+        result = await handler(request)
+        result.headers.set("x-added", "middleware")
+        return result
+
+    async with open_memory_connection(middleware) as client:
+        response = await client.request()
+    assert response.headers.get_all("x-both") == ["writer"]
+    assert response.headers["x-own"] == "writer"
+    assert response.headers["x-added"] == "middleware"

@@ -588,7 +588,7 @@ class _HTTPConnection:
     ) -> bool:
         """Await a DirectResponse's coroutine with a writer; then as :meth:`_handle`."""
         proto = self.proto
-        writer = ResponseWriter(self, request, body_source, head_only)
+        writer = ResponseWriter(self, request, body_source, head_only, direct.headers.raw)
         try:
             await direct.write(writer)
         except _Abort:
@@ -756,12 +756,29 @@ class ResponseWriter:
     client is gone, nothing more can be written).
     """
 
-    __slots__ = ("_body", "_busy", "_conn", "_head_only", "_request", "_state", "sent", "status")
+    __slots__ = (
+        "_body",
+        "_busy",
+        "_conn",
+        "_extra",
+        "_head_only",
+        "_request",
+        "_state",
+        "sent",
+        "status",
+    )
 
     def __init__(
-        self, conn: _HTTPConnection, request: Request, body: _Body, head_only: bool
+        self,
+        conn: _HTTPConnection,
+        request: Request,
+        body: _Body,
+        head_only: bool,
+        extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         self._conn: _HTTPConnection | None = conn
+        # The DirectResponse's own headers (middleware's), added to the head.
+        self._extra = extra
         self._request = request
         self._body = body
         self._head_only = head_only
@@ -810,13 +827,18 @@ class ResponseWriter:
         finally:
             self._busy = False
 
-    @staticmethod
-    def _fields(headers: HeadersLike | None) -> Sequence[tuple[bytes, bytes]]:
+    def _fields(self, headers: HeadersLike | None) -> Sequence[tuple[bytes, bytes]]:
         if headers is None:
-            return ()
-        if type(headers) is Headers:
-            return headers.raw
-        return Headers(headers).raw
+            fields: Sequence[tuple[bytes, bytes]] = ()
+        elif type(headers) is Headers:
+            fields = headers.raw
+        else:
+            fields = Headers(headers).raw
+        extra = self._extra
+        if not extra:
+            return fields
+        own = {name for name, _ in fields}
+        return [*fields, *(field for field in extra if field[0] not in own)]
 
     async def respond(
         self, status: int = 200, headers: HeadersLike | None = None, body: bytes = b""

@@ -191,12 +191,25 @@ class DirectResponse:
       on a kept-alive connection); :meth:`ResponseWriter.abort` closes it
       without a log;
     - *write* returns without sending anything: logged, and a 500.
+
+    *headers* (and whatever middleware adds to :attr:`headers` on the way
+    out: CORS, a request id) go into the head the writer sends, each name
+    only when the writer's own headers lack it.
     """
 
-    __slots__ = ("write",)
+    __slots__ = ("headers", "write")
 
-    def __init__(self, write: Callable[[ResponseWriter], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        write: Callable[[ResponseWriter], Awaitable[None]],
+        *,
+        headers: HeadersLike | None = None,
+    ) -> None:
         self.write = write
+        if headers is None:
+            self.headers = Headers.from_raw([])
+        else:
+            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
 
     def __repr__(self) -> str:
         return f"<DirectResponse {self.write!r}>"
