@@ -610,7 +610,7 @@ class _HTTPConnection:
                 else:
                     logger.exception("error in handler for %s %s", request.method, request.target)
                     response = error_response(500, None)
-                return await self._answer_direct_failure(response, body_source, head_only)
+                return await self._answer_direct_failure(response, request, body_source, head_only)
             proto.response_failed()
             body_source.owner = None
             logger.exception(
@@ -627,7 +627,7 @@ class _HTTPConnection:
                     request.target,
                 )
                 return await self._answer_direct_failure(
-                    error_response(500, None), body_source, head_only
+                    error_response(500, None), request, body_source, head_only
                 )
             if state == _W_STARTED:
                 logger.error(
@@ -649,16 +649,21 @@ class _HTTPConnection:
         return True
 
     async def _answer_direct_failure(
-        self, response: Response, body_source: _Body, head_only: bool
+        self, response: Response, request: Request, body_source: _Body, head_only: bool
     ) -> bool:
-        """A DirectResponse failed before its head: answer *response* and close."""
-        body_source.owner = None
-        if self.proto.failed:
+        """A DirectResponse failed before its head: answer *response* instead,
+        as for a handler that raised; whether the connection may go on."""
+        proto = self.proto
+        if proto.failed:
+            body_source.owner = None
             return False
-        await self._send_response(response, head_only, True)
-        if not self.proto.body_done:
+        await self._send_response(response, head_only, self._close_after(request, body_source))
+        if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
+            body_source.owner = None
             await self._linger()
-        return False
+            return False
+        body_source.owner = None
+        return True
 
     def _close_after(self, request: Request, body: _Body) -> bool:
         """Whether the connection must close after the response now starting
