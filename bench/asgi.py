@@ -28,6 +28,7 @@ Usage (from the repository root; ``bench/setup`` installs wrk and the peers)::
     .venv/bin/python bench/asgi.py                              # everything
     .venv/bin/python bench/asgi.py --workloads starlette --duration 3
     .venv/bin/python bench/asgi.py --servers ours,native --json asgi.json
+    .venv/bin/python bench/asgi.py --in-process 20000       # the loop alone, see in_process
 
 Targets (from the ASGI issue): Starlette hello <= 0.2x hypercorn-trio's CPU per
 request and <= 0.8x uvicorn-h11's; raw ASGI hello <= 1.25x our native hello;
@@ -211,6 +212,95 @@ def verdicts(results: dict[str, dict[str, Sample | str]]) -> list[str]:
     return out
 
 
+# In-process measurement ------------------------------------------------------------
+
+_IN_PROCESS_REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+_IN_PROCESS_CLIENT = r"""
+import socket, sys
+sock = socket.socket(fileno=int(sys.argv[1]))
+count = int(sys.argv[2])
+request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+sock.recv(1)  # go
+for _ in range(count):
+    sock.sendall(request)
+    data = b""
+    while not data.endswith(b"Hello, world!"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise SystemExit("server closed")
+        data += chunk
+sock.close()
+"""
+
+
+def in_process(requests: int, rounds: int) -> dict[str, float]:
+    """Server CPU per request with our connection loop in this process.
+
+    One keep-alive connection over a socket pair, one request in flight, the
+    client a separate (blocking, minimal) process: ``time.process_time`` of
+    this process around the run is the server's CPU alone — the connection
+    loop, the handler and the app, without listeners, accept or another
+    process's scheduler. Best of *rounds* per app, apps interleaved.
+    """
+    import socket
+    import subprocess
+    import time
+
+    import trio
+
+    sys.path.insert(0, str(BENCH_DIR / "servers"))
+    from _asgi import app as raw_app  # type: ignore[import-not-found]
+    from ours_http import make_router  # type: ignore[import-not-found]
+
+    from trio_upgrade.asgi import ASGIHandler
+    from trio_upgrade.core import Connection
+    from trio_upgrade.http import serve_http_connection
+
+    handlers: dict[str, object] = {"native": make_router(), "raw": ASGIHandler(raw_app)}
+    try:
+        from _starlette_app import app as starlette_app  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        handlers["starlette"] = ASGIHandler(starlette_app)
+
+    def start_client(count: int) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        ours, theirs = socket.socketpair()
+        client = subprocess.Popen(
+            [sys.executable, "-c", _IN_PROCESS_CLIENT, str(theirs.fileno()), str(count)],
+            pass_fds=[theirs.fileno()],
+        )
+        theirs.close()
+        return ours, client
+
+    async def serve_one(handler: object, count: int) -> float:
+        ours, client = start_client(count)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        async with trio.open_nursery() as nursery:
+            conn = Connection(stream, nursery, client=("127.0.0.1", 1), server=("127.0.0.1", 2))
+            started = time.process_time()
+            await stream.send_all(b"g")
+            await serve_http_connection(conn, handler)  # type: ignore[arg-type]
+            cpu = time.process_time() - started
+        await stream.aclose()
+        if client.wait() != 0:
+            raise RuntimeError("in-process client failed")
+        return cpu / count
+
+    async def main() -> dict[str, float]:
+        best: dict[str, float] = {}
+        for handler in handlers.values():
+            await serve_one(handler, min(requests, 2000))  # warm-up
+        for _ in range(rounds):
+            for name, handler in handlers.items():
+                cpu = await serve_one(handler, requests)
+                best[name] = min(best.get(name, cpu), cpu)
+        return best
+
+    return trio.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", default="all", help=f"comma list of {', '.join(HTTP_SERVERS)}")
@@ -220,7 +310,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=2000, help="ws messages per connection")
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--json", metavar="PATH", help="also write results as JSON (- = stdout)")
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        metavar="N",
+        help="instead: our loop in this process, N requests on one connection per run",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="--in-process runs per app (5)")
     args = parser.parse_args(argv)
+    if args.in_process:
+        best = in_process(args.in_process, args.rounds)
+        native = best["native"]
+        for name, cpu in best.items():
+            print(f"{name:>10}: {cpu * 1e6:6.1f} us server CPU/req, {cpu / native:.2f}x native")
+        return 0
     args.servers = parse_csv_list(args.servers, list(HTTP_SERVERS), "servers")
     args.workloads = parse_csv_list(args.workloads, list(WORKLOADS), "workloads")
     raise_nofile_limit()

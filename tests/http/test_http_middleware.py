@@ -294,3 +294,26 @@ async def test_a_compressed_stream_closes_the_body_under_it_also_for_head() -> N
     assert got.content == b"data " * 200
     assert head.headers["content-encoding"] == "gzip"
     assert closed == ["GET", "HEAD"]
+
+
+async def test_cors_headers_reach_a_response_the_handler_writes_itself() -> None:
+    """A DirectResponse (how ASGI apps answer) gets the CORS headers like a Response."""
+    from trio_upgrade.http import DirectResponse, ResponseWriter
+
+    router = Router(middleware=[CORSMiddleware(allow_origins=[SITE])])
+
+    @router.route("/stream")
+    async def stream(request: Request) -> DirectResponse:
+        async def write(writer: ResponseWriter) -> None:
+            await writer.start(200, [("content-type", "text/plain")])
+            await writer.send(b"part one, ")
+            await writer.send(b"part two")
+            await writer.end()
+
+        return DirectResponse(write)
+
+    async with client_for(router) as http:
+        allowed = await http.get("/stream", headers={"origin": SITE})
+    assert allowed.text == "part one, part two"
+    assert allowed.headers["access-control-allow-origin"] == SITE
+    assert allowed.headers["vary"] == "Origin"

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core import TrioUpgradeError
+
 __all__ = ["ENV_PREFIX", "OPTIONS", "CLIError", "Option", "Resolved", "add_arguments", "resolve"]
 
 ENV_PREFIX = "TRIO_UPGRADE_"
@@ -25,7 +27,7 @@ SERVE = frozenset({"serve"})
 PROXY = frozenset({"proxy"})
 
 
-class CLIError(Exception):
+class CLIError(TrioUpgradeError):
     """Bad input from the user: the command prints the message on one line and exits 2."""
 
 

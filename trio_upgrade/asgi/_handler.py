@@ -9,7 +9,7 @@ from typing import Any, TypeGuard, final
 import trio
 
 from ..core._interface import takes_three_arguments
-from ..http import Request, Response, Takeover
+from ..http import DirectResponse, Headers, HTTPError, Request, Response, Takeover, error_response
 from ..ws import Rejection, WebSocketConfig, validate_request
 from ._http import ASGIApp, HTTPCycle
 from ._scope import http_scope
@@ -57,22 +57,20 @@ class ASGIHandler:
         self.state = state
         self.websocket_config = websocket_config or _DEFAULT_WS_CONFIG
 
-    def __call__(self, request: Request) -> Awaitable[Response | Takeover]:
+    def __call__(self, request: Request) -> Awaitable[Response | DirectResponse | Takeover]:
         upgrade = request.upgrade
         if upgrade is not None and "websocket" in upgrade.split(", "):
             return self._websocket(request)
         return self._http(request)
 
-    async def _http(self, request: Request) -> Response:
+    def _http(self, request: Request) -> Awaitable[DirectResponse | Response]:
         scope = http_scope(request, "http", self.root_path, self.state, _tls_extension(request))
         cycle = HTTPCycle(self.app, request, scope)
-        conn = request.connection
-        if conn is None:
-            return await _run_detached(cycle)
-        # The app's task is the connection's: it ends with the connection at the latest.
-        conn.nursery.start_soon(cycle.run)
-        await cycle.wait_ready()
-        return cycle.response()
+        if request.connection is None:
+            return _run_detached(cycle)
+        # The connection loop awaits cycle.write in its own task: the app runs
+        # there and writes its response itself.
+        return _direct(DirectResponse(cycle.write))
 
     async def _websocket(self, request: Request) -> Response | Takeover:
         await trio.lowlevel.checkpoint()
@@ -101,21 +99,57 @@ class ASGIHandler:
         return f"<ASGIHandler {self.app!r}>"
 
 
-async def _run_detached(cycle: HTTPCycle) -> Response:
-    """A request without a connection (a handler called directly): run the app in
-    a nursery of our own and collect the response whole."""
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(cycle.run)
-        await cycle.wait_ready()
-        response = cycle.response()
-        body = response.body
-        if not isinstance(body, bytes):
-            try:
-                chunks = [chunk async for chunk in body]
-            finally:
-                await body.aclose()  # type: ignore[attr-defined]
-            response.body = b"".join(chunks)
+async def _direct(response: DirectResponse) -> DirectResponse:
     return response
+
+
+@final
+class _Collector:
+    """The writer of a request handled without a connection (a handler called
+    directly): the response is collected whole."""
+
+    __slots__ = ("aborted", "body", "headers", "started", "status")
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self.started = False
+        self.status = 0
+        self.headers = Headers()
+        self.body: list[bytes] = []
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        await self.start(status, headers)
+        self.body.append(body)
+
+    async def start(self, status: int, headers: Headers) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.started:
+            raise RuntimeError("the response head was already sent")
+        self.started = True
+        self.status = status
+        self.headers = headers
+
+    async def send(self, data: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        self.body.append(data)
+
+    async def end(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def _run_detached(cycle: HTTPCycle) -> Response:
+    collector = _Collector()
+    try:
+        await cycle.write(collector)
+    except HTTPError as exc:
+        return error_response(exc.status, exc.detail, exc.headers)
+    if collector.aborted:
+        # Failed or ended mid-body (logged): the partial body would look complete.
+        return error_response(500, None)
+    return Response(b"".join(collector.body), status=collector.status, headers=collector.headers)
 
 
 def _tls_extension(request: Request) -> dict[str, Any] | None:

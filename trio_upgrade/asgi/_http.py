@@ -1,34 +1,42 @@
 """One HTTP request/response cycle of an ASGI app (the ``http`` scope).
 
-The app runs in a task of its own in the connection's nursery, because it
-produces the response while the connection task writes it: the handler waits
-until the app has sent ``http.response.start`` and its first body message,
-then returns a :class:`~trio_upgrade.http.Response` to the connection loop —
-with the body as bytes when that first message was also the last (the common
-case, written in one piece), or else streamed through :class:`_BodyStream`.
+The app runs in the connection's own task: the handler returns a
+:class:`~trio_upgrade.http.DirectResponse` whose coroutine (:meth:`HTTPCycle.write`)
+calls the app with a :class:`~trio_upgrade.http.ResponseWriter`, and the
+app's ``send`` writes through it. No task per request, no channel: a hello
+costs what a native handler's response costs, plus the app.
 
-Backpressure: the streamed body passes through an unbuffered channel, so the
-app's ``send`` returns only once the connection task has taken the chunk, and
-waits while the previous one is being written. At most two chunks are held.
+``http.response.start`` is held until the first body message: a response
+whose first body message is also its last (the common case) goes out in one
+write with its ``Content-Length``; otherwise the head and that first chunk
+are written, then each further chunk as the app sends it.
+
+Backpressure: ``send`` returns once the chunk was handed to the kernel, so a
+slow client slows the app; nothing is buffered here.
 
 Disconnects: ``send`` raises :class:`Disconnected` once a write has failed;
 ``receive`` after the request body returns ``http.disconnect`` when the
 response is over or the client has gone, which a waiting app learns by a
 non-destructive look at the socket (``MSG_PEEK``: a pipelined request is
 left where the connection loop will read it).
+
+Work an app does after its last body message (Starlette's background tasks)
+runs before the connection reads its next request: the client already has
+the whole response, and other connections are not affected.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, final
+from typing import Any, Protocol, final
 
 import trio
 
-from ..http import ClientDisconnected, Headers, HTTPError, Request, Response, error_response
+from ..http import ClientDisconnected, Headers, HTTPError, Request, error_response
 from ._errors import Disconnected, ProtocolError
 from ._scope import Scope
 
@@ -42,12 +50,30 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class Writer(Protocol):
+    """What the cycle writes through: a ResponseWriter, or the collector of a
+    request handled without a connection."""
+
+    @property
+    def started(self) -> bool: ...
+
+    async def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
+
+    async def start(self, status: int, headers: Headers) -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def end(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
 class _Phase(enum.IntEnum):
     """Where the response is, as the app sent it."""
 
     START = 0  # nothing sent yet
-    HEAD = 1  # http.response.start received, no body message yet
-    STREAMING = 2  # a body message with more_body: the rest goes through the channel
+    HEAD = 1  # http.response.start received, held until the first body message
+    STREAMING = 2  # the head and a body message with more_body were written
     COMPLETE = 3  # the last body message was sent
 
 
@@ -58,26 +84,20 @@ def _disconnect() -> Message:
 
 @final
 class HTTPCycle:
-    """The ``receive``/``send`` pair of one request, and what the handler returns."""
+    """The ``receive``/``send`` pair of one request, and the coroutine that runs the app."""
 
     __slots__ = (
         "_chunks",
         "_done",
         "_io",
         "_left",
-        "_ready",
         "_receiving",
-        "_recv_out",
-        "_send_in",
-        "_waiter",
         "_watching",
+        "_writer",
         "app",
         "body_done",
         "disconnected",
-        "ended",
-        "error",
         "finished",
-        "first",
         "headers",
         "phase",
         "request",
@@ -92,17 +112,8 @@ class HTTPCycle:
         self.phase = _Phase.START
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
-        # The first body chunk (the whole body when it came in one message).
-        self.first = b""
-        # True when the handler can build its Response: the first body message
-        # arrived, or the app ended without one. _waiter is the handler's task
-        # parked until then (lighter than an Event: this is once per request).
-        self._ready = False
-        self._waiter: trio.lowlevel.Task | None = None
-        # The app returned or raised; error is what it raised.
-        self.ended = False
-        self.error: BaseException | None = None
-        # The server is done with the response: written, abandoned, or HEAD.
+        self._writer: Writer | None = None
+        # The app has returned or raised: the socket is the connection loop's again.
         self.finished = False
         # The client went away (a failed write, EOF seen by the watcher).
         self.disconnected = False
@@ -111,49 +122,89 @@ class HTTPCycle:
         # Body bytes still expected by Content-Length (None: unknown, chunked).
         self._left: int | None = None
         self._chunks: Any = None
-        # The streamed body's unbuffered channel, made when streaming starts.
-        self._send_in: trio.MemorySendChannel[bytes] | None = None
-        self._recv_out: trio.MemoryReceiveChannel[bytes] | None = None
-        # The cancel scope of the app's current socket wait (a body read or the
-        # disconnect watch), cancelled when the connection loop takes the socket back.
+        # The cancel scope of an app's socket wait (a body read or the disconnect
+        # watch), cancelled when the app returns and the loop takes the socket back.
         self._io: trio.CancelScope | None = None
         self._receiving = False
         self._watching = False
-        # Set once the exchange is over for the app (finished or disconnected).
+        # Set once the exchange is over for the app (complete, finished or disconnected).
         self._done: trio.Event | None = None
 
-    # The app's task ------------------------------------------------------------
+    # The connection's task ---------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the app; never raises (but Cancelled): failures are logged here."""
+    async def write(self, writer: Writer) -> None:
+        """Run the app, writing through *writer*; failures are logged here and
+        answered (a 500 before the head) or end the connection (after it)."""
+        self._writer = writer
         try:
             await self.app(self.scope, self.receive, self.send)
         except Exception as exc:
-            self.error = exc
             if self.disconnected and isinstance(exc, (Disconnected, OSError)):
-                pass  # the client left; the app noticed: nothing to report
-            elif isinstance(exc, HTTPError) and self.phase is _Phase.START:
-                pass  # a body limit or timeout raised by receive(): answered below
+                writer.abort()  # the client left; the app noticed: nothing to report
+                return
+            if isinstance(exc, HTTPError) and not writer.started and self.phase is _Phase.START:
+                raise  # a body limit or timeout raised by receive(): the loop answers it
+            request = self.request
+            logger.error(
+                "ASGI app failed on %s %s%s",
+                request.method,
+                request.target,
+                " after the response started" if self.phase > _Phase.START else "",
+                exc_info=exc,
+            )
+            if writer.started:
+                writer.abort()
             else:
-                request = self.request
-                logger.error(
-                    "ASGI app failed on %s %s%s",
-                    request.method,
-                    request.target,
-                    " after the response started" if self.phase > _Phase.START else "",
-                    exc_info=exc,
-                )
+                await self._error_500(writer)
+            return
         finally:
-            self.ended = True
-            chunks, self._chunks = self._chunks, None
-            if chunks is not None and not self._receiving:
-                # A body the app stopped reading: end the iterator here rather
-                # than leave it to the garbage collector. (It does not await.
-                # One a task the app left behind is still reading ends with it.)
-                await chunks.aclose()
-            if self._send_in is not None:
-                self._send_in.close()
-            self._set_ready()
+            await self._finish()
+        phase = self.phase
+        if phase is _Phase.COMPLETE:
+            return
+        request = self.request
+        if phase is _Phase.STREAMING:
+            if self.disconnected:
+                writer.abort()
+                return
+            # Ended without its last body message: the response must not look complete.
+            logger.error(
+                "the ASGI app returned before its last 'http.response.body' "
+                "(more_body=False) for %s %s; closing the connection",
+                request.method,
+                request.target,
+            )
+            writer.abort()
+            return
+        logger.error(
+            "ASGI app returned without %s for %s %s",
+            "a response body" if phase is _Phase.HEAD else "sending a response",
+            request.method,
+            request.target,
+        )
+        await self._error_500(writer)
+
+    async def _error_500(self, writer: Writer) -> None:
+        response = error_response(500, None)
+        assert isinstance(response.body, bytes)
+        with contextlib.suppress(ClientDisconnected):
+            await writer.respond(500, response.headers, response.body)
+
+    async def _finish(self) -> None:
+        self.finished = True
+        if self._io is not None:
+            # A wait on the socket by a task the app left behind ends here,
+            # synchronously, before the loop reads again.
+            self._io.cancel()
+        if self._done is not None:
+            self._done.set()
+        chunks, self._chunks = self._chunks, None
+        if chunks is not None and not self._receiving:
+            # A body the app stopped reading: end the iterator here rather than
+            # leave it to the garbage collector (it does not await).
+            await chunks.aclose()
+
+    # The app's side ------------------------------------------------------------------
 
     async def receive(self) -> Message:
         # Once the app has sent its whole response the exchange is over for it
@@ -200,7 +251,7 @@ class HTTPCycle:
             self._io = None
             self._receiving = False
         if scope.cancelled_caught:
-            # The response ended meanwhile: the connection loop reads from now on.
+            # The app returned meanwhile (this is a task it left behind).
             self.body_done = True
             return _disconnect()
         left = self._left
@@ -264,105 +315,39 @@ class HTTPCycle:
             if phase is _Phase.COMPLETE:
                 raise ProtocolError(f"the response is complete; the app then sent {kind!r}")
             raise ProtocolError(f"expected 'http.response.body', the app sent {kind!r}")
+        if phase is _Phase.COMPLETE or self.disconnected or self.finished:
+            await trio.lowlevel.checkpoint()
+            if self.disconnected:
+                raise Disconnected("the client disconnected")
+            if phase is _Phase.COMPLETE:
+                raise ProtocolError("'http.response.body' after the response was complete")
+            raise ProtocolError("'http.response.body' after the app returned")
         body = message.get("body", b"")
         more = message.get("more_body", False)
-        if phase is _Phase.HEAD:
-            self.first = bytes(body)
-            if more:
-                self._send_in, self._recv_out = trio.open_memory_channel[bytes](0)
-                self.phase = _Phase.STREAMING
-            else:
-                self.phase = _Phase.COMPLETE
-            self._set_ready()
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return
-        if phase is _Phase.COMPLETE:
-            await trio.lowlevel.checkpoint()
-            if self.disconnected:
-                raise Disconnected("the client disconnected")
-            raise ProtocolError("'http.response.body' after the response was complete")
-        # STREAMING
-        if self.finished:
-            # Abandoned by the server: the write failed, or a HEAD request's
-            # body is being discarded.
-            await trio.lowlevel.checkpoint()
-            if self.disconnected:
-                raise Disconnected("the client disconnected")
-            if not more:
-                self.phase = _Phase.COMPLETE
-            return
-        assert self._send_in is not None
+        writer = self._writer
+        assert writer is not None
         try:
+            if phase is _Phase.HEAD:
+                headers = Headers.from_raw(self.headers)
+                if not more:
+                    await writer.respond(self.status, headers, bytes(body))
+                    self._complete()
+                    return
+                self.phase = _Phase.STREAMING
+                await writer.start(self.status, headers)
             if body:
-                await self._send_in.send(bytes(body))
-            else:
-                await trio.lowlevel.checkpoint()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            if self.disconnected:
-                raise Disconnected("the client disconnected") from None
-            # A HEAD request's body, discarded.
-        if not more:
-            self.phase = _Phase.COMPLETE
-            self._send_in.close()
+                await writer.send(bytes(body))
+            if not more:
+                await writer.end()
+                self._complete()
+        except ClientDisconnected:
+            self._lost()
+            raise Disconnected("the client disconnected") from None
 
-    # The connection's task -------------------------------------------------------
-
-    async def wait_ready(self) -> None:
-        """Wait until :meth:`response` can be called (the app's first body message,
-        or its end)."""
-        if self._ready:
-            await trio.lowlevel.checkpoint()
-            return
-        self._waiter = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._waiter = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-    def _set_ready(self) -> None:
-        if not self._ready:
-            self._ready = True
-            waiter = self._waiter
-            if waiter is not None:
-                self._waiter = None
-                trio.lowlevel.reschedule(waiter)
-
-    def response(self) -> Response:
-        """What the handler returns once :meth:`wait_ready` has returned."""
-        phase = self.phase
-        if phase is _Phase.COMPLETE:
-            self.finish()
-            return self._response(self.first)
-        if phase is _Phase.STREAMING:
-            return self._response(_BodyStream(self))
-        self.finish()
-        error = self.error
-        if isinstance(error, HTTPError):
-            return error_response(error.status, error.detail, error.headers)
-        if error is None:
-            request = self.request
-            logger.error(
-                "ASGI app returned without %s for %s %s",
-                "a response body" if phase is _Phase.HEAD else "sending a response",
-                request.method,
-                request.target,
-            )
-        return error_response(500, None)
-
-    def _response(self, body: Any) -> Response:
-        response = Response.__new__(Response)
-        response.status = self.status
-        response.headers = Headers.from_raw(self.headers)
-        response.body = body
-        return response
-
-    def finish(self) -> None:
-        """The connection loop is done with the response: the socket is its own again."""
-        self.finished = True
-        if self._io is not None:
-            # Synchronous: the app's wait on the socket ends before the loop reads.
+    def _complete(self) -> None:
+        self.phase = _Phase.COMPLETE
+        if self._watching and self._io is not None:
+            # A task of the app waits in the disconnect watch: the exchange is over.
             self._io.cancel()
         if self._done is not None:
             self._done.set()
@@ -371,59 +356,6 @@ class HTTPCycle:
         self.disconnected = True
         if self._done is not None:
             self._done.set()
-
-
-@final
-class _BodyStream:
-    """The streamed response body: chunks from the app, pulled by the connection loop."""
-
-    __slots__ = ("_cycle",)
-
-    def __init__(self, cycle: HTTPCycle) -> None:
-        self._cycle = cycle
-
-    def __aiter__(self) -> _BodyStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        cycle = self._cycle
-        first = cycle.first
-        if first:
-            cycle.first = b""
-            await trio.lowlevel.checkpoint()
-            return first
-        assert cycle._recv_out is not None
-        try:
-            return await cycle._recv_out.receive()
-        except trio.EndOfChannel:
-            pass
-        cycle.finish()
-        if cycle.phase is _Phase.COMPLETE:
-            raise StopAsyncIteration
-        # Ended without its last body message: the response must not look complete.
-        request = cycle.request
-        if cycle.error is not None:
-            raise ProtocolError(
-                f"the ASGI app failed while streaming the response to {request.method} "
-                f"{request.target}; closing the connection"
-            )
-        raise ProtocolError(
-            f"the ASGI app returned before its last 'http.response.body' "
-            f"(more_body=False) for {request.method} {request.target}; closing the connection"
-        )
-
-    async def aclose(self) -> None:
-        """Called by the connection loop however the response ended."""
-        cycle = self._cycle
-        if not cycle.finished:
-            # Not read to its end: a write failed (the client is gone), the head
-            # was refused, or this is a HEAD request (the body is discarded).
-            if cycle.phase is not _Phase.COMPLETE and cycle.request.method != "HEAD":
-                cycle.disconnected = True
-            cycle.finish()
-        if cycle._recv_out is not None:
-            cycle._recv_out.close()
-        await trio.lowlevel.checkpoint()
 
 
 def _raw_socket(request: Request) -> trio.socket.SocketType | None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, final, overload
 import trio
 
 from ..http import (
+    DirectResponse,
     Handler,
     Middleware,
     Request,
@@ -319,7 +320,7 @@ class App:
             self.router.mount(prefix, app)
             self.ws_router.mount(prefix, app)
 
-    def __call__(self, request: Request) -> Awaitable[Response | Takeover]:
+    def __call__(self, request: Request) -> Awaitable[Response | DirectResponse | Takeover]:
         # Hands back the chosen router's awaitable (one frame less per request).
         if self.state:
             request.state.update(self.state)
@@ -328,7 +329,7 @@ class App:
             return self.ws_router(request)
         return self.router(request)
 
-    async def _not_found(self, request: Request) -> Response | Takeover:
+    async def _not_found(self, request: Request) -> Response | DirectResponse | Takeover:
         path = request.path
         if request.root_path:
             path = path[len(request.root_path) :] or "/"

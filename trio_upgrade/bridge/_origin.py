@@ -19,7 +19,15 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..http import Handler, Middleware, Request, Response, Takeover, error_response
+from ..http import (
+    DirectResponse,
+    Handler,
+    Middleware,
+    Request,
+    Response,
+    Takeover,
+    error_response,
+)
 
 __all__ = ["Origin", "check_origin", "parse_origin", "request_host"]
 
@@ -183,7 +191,9 @@ def check_origin(
                 return None
         return f"origin {text} is not allowed"
 
-    async def origin_middleware(request: Request, call_next: Handler) -> Response | Takeover:
+    async def origin_middleware(
+        request: Request, call_next: Handler
+    ) -> Response | DirectResponse | Takeover:
         reason = verdict(request)
         if reason is not None:
             await trio.lowlevel.checkpoint()  # a refusal is a checkpoint too, like a pass

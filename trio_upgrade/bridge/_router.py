@@ -21,6 +21,7 @@ from typing import Any, TypeVar, final
 import trio
 
 from ..http import (
+    DirectResponse,
     Handler,
     HTTPError,
     Middleware,
@@ -268,7 +269,7 @@ class WebSocketRouter:
 
     # Dispatch ----------------------------------------------------------------
 
-    async def __call__(self, request: Request) -> Response | Takeover:
+    async def __call__(self, request: Request) -> Response | DirectResponse | Takeover:
         entry = self._entry
         if entry is None:
             entry = self._entry = chain_middleware(self._middleware, self._dispatch)
@@ -283,7 +284,7 @@ class WebSocketRouter:
             return _close(result)
         return result
 
-    async def _dispatch(self, request: Request) -> Response | Takeover:
+    async def _dispatch(self, request: Request) -> Response | DirectResponse | Takeover:
         path = request.path
         if request.root_path:
             path = path[len(request.root_path) :] or "/"
@@ -299,7 +300,9 @@ class WebSocketRouter:
                 return await app(request)
         return _close(error_response(404, None))
 
-    async def _handshake(self, route: WebSocketRoute, request: Request) -> Response | Takeover:
+    async def _handshake(
+        self, route: WebSocketRoute, request: Request
+    ) -> Response | DirectResponse | Takeover:
         found = validate_request(
             request.method, request.headers.raw, http_version=request.http_version
         )
@@ -309,7 +312,7 @@ class WebSocketRouter:
         offer = found
         config = route.config or self.config or _DEFAULT_CONFIG
 
-        async def upgrade(req: Request) -> Response | Takeover:
+        async def upgrade(req: Request) -> Response | DirectResponse | Takeover:
             await trio.lowlevel.checkpoint()
             return _Upgrade(route, offer, config)
 

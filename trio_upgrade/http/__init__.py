@@ -6,7 +6,7 @@ Imports ``core`` and h11; knows nothing about WebSocket.
 from __future__ import annotations
 
 from ._config import HTTPConfig
-from ._connection import serve_http_connection
+from ._connection import ResponseWriter, serve_http_connection
 from ._errors import (
     ClientDisconnected,
     HTTPError,
@@ -17,7 +17,7 @@ from ._errors import (
 from ._headers import Headers, HeadersLike
 from ._middleware import CORSMiddleware, GZipMiddleware
 from ._request import BodySource, QueryParams, Request, RequestBody
-from ._response import Response, reason_phrase
+from ._response import DirectResponse, Response, reason_phrase
 from ._router import (
     Handler,
     Match,
@@ -42,6 +42,7 @@ __all__ = [
     "BodySource",
     "CORSMiddleware",
     "ClientDisconnected",
+    "DirectResponse",
     "HTTPConfig",
     "HTTPError",
     "Handler",
@@ -59,6 +60,7 @@ __all__ = [
     "RequestBodyTooLarge",
     "RequestTimeout",
     "Response",
+    "ResponseWriter",
     "Route",
     "RouteMatch",
     "Router",

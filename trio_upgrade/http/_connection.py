@@ -5,9 +5,11 @@ calls the handler and writes what the protocol object gives back; every
 decision about the wire (parsing, framing, keep-alive, error statuses) is the
 protocol object's. The handler runs in the connection's own task (no task per
 request), and the body is pulled from the protocol object as the handler
-reads it. A handler's result is either a :class:`Response` or a
-:class:`Takeover`, which gets the raw stream plus every byte read past the
-request.
+reads it. A handler's result is a :class:`Response`, a
+:class:`DirectResponse`, whose coroutine the loop awaits with a
+:class:`ResponseWriter` (the handler's code writes the response itself, still
+in this task), or a :class:`Takeover`, which gets the raw stream plus every
+byte read past the request.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, final
 
 import trio
@@ -23,15 +25,15 @@ import trio
 from ..core import Connection
 from ._config import HTTPConfig
 from ._errors import ClientDisconnected, HTTPError, RequestTimeout
-from ._headers import Headers
+from ._headers import Headers, HeadersLike
 from ._protocol import NEED_DATA, IncompleteBody, Phase, ProtocolError, RequestHead, ServerProtocol
 from ._request import _UNKNOWN as _UNKNOWN_UPGRADE
 from ._request import Request
-from ._response import Response
+from ._response import DirectResponse, Response
 from ._router import Handler, error_response
 from ._takeover import Takeover
 
-__all__ = ["serve_http_connection"]
+__all__ = ["ResponseWriter", "serve_http_connection"]
 
 logger = logging.getLogger("trio_upgrade")
 access_logger = logging.getLogger("trio_upgrade.access")
@@ -509,6 +511,8 @@ class _HTTPConnection:
             result = error_response(500, None)
 
         if type(result) is not Response:
+            if type(result) is DirectResponse:
+                return await self._write_direct(result, request, body_source, head_only, started)
             if isinstance(result, Response):
                 pass
             elif isinstance(result, Takeover):
@@ -574,6 +578,112 @@ class _HTTPConnection:
         body_source.owner = None
         return True
 
+    async def _write_direct(
+        self,
+        direct: DirectResponse,
+        request: Request,
+        body_source: _Body,
+        head_only: bool,
+        started: float,
+    ) -> bool:
+        """Await a DirectResponse's coroutine with a writer; then as :meth:`_handle`."""
+        proto = self.proto
+        writer = ResponseWriter(self, request, body_source, head_only, direct.headers.raw)
+        try:
+            await direct.write(writer)
+        except _Abort:
+            raise
+        except Exception as exc:
+            state = writer._state
+            writer._conn = None
+            if state == _W_FAILED or proto.failed:
+                # The client is gone (the writer raised ClientDisconnected), or
+                # the response was abandoned: nothing to tell anyone.
+                body_source.owner = None
+                return False
+            if state == _W_IDLE:
+                if isinstance(exc, ClientDisconnected):
+                    body_source.owner = None
+                    return False
+                if isinstance(exc, HTTPError):
+                    response = error_response(exc.status, exc.detail, exc.headers)
+                else:
+                    logger.exception("error in handler for %s %s", request.method, request.target)
+                    response = error_response(500, None)
+                return await self._answer_direct_failure(response, request, body_source, head_only)
+            proto.response_failed()
+            body_source.owner = None
+            logger.exception(
+                "error while writing the response to %s %s", request.method, request.target
+            )
+            return False
+        state = writer._state
+        writer._conn = None
+        if state != _W_ENDED:
+            if state == _W_IDLE:
+                logger.error(
+                    "DirectResponse for %s %s returned without writing a response",
+                    request.method,
+                    request.target,
+                )
+                return await self._answer_direct_failure(
+                    error_response(500, None), request, body_source, head_only
+                )
+            if state == _W_STARTED:
+                logger.error(
+                    "DirectResponse for %s %s returned before ending its response; "
+                    "closing the connection",
+                    request.method,
+                    request.target,
+                )
+                proto.response_failed()
+            body_source.owner = None
+            return False
+        if self.config.access_log:
+            self._log_access(request, writer.status, writer.sent, started)
+        if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
+            body_source.owner = None
+            await self._linger()
+            return False
+        body_source.owner = None
+        return True
+
+    async def _answer_direct_failure(
+        self, response: Response, request: Request, body_source: _Body, head_only: bool
+    ) -> bool:
+        """A DirectResponse failed before its head: answer *response* instead,
+        as for a handler that raised; whether the connection may go on."""
+        proto = self.proto
+        if proto.failed:
+            body_source.owner = None
+            return False
+        await self._send_response(response, head_only, self._close_after(request, body_source))
+        if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
+            body_source.owner = None
+            await self._linger()
+            return False
+        body_source.owner = None
+        return True
+
+    def _close_after(self, request: Request, body: _Body) -> bool:
+        """Whether the connection must close after the response now starting
+        (the same decision :meth:`_handle` makes for a Response)."""
+        config = self.config
+        proto = self.proto
+        if self.conn.shutdown.draining or (
+            config.max_requests_per_connection is not None
+            and self.requests >= config.max_requests_per_connection
+        ):
+            return True
+        if proto.body_done:
+            return False
+        return (
+            proto.expects_continue
+            or body.timed_out
+            or proto.phase is not Phase.REQUEST
+            or not self._may_drain(request, body)
+        )
+
     def _may_drain(self, request: Request, body: _Body) -> bool:
         """Whether the unread rest of the body may fit in ``max_drain_size``."""
         declared = request.headers.get("content-length")
@@ -621,6 +731,197 @@ class _HTTPConnection:
             size,
             (time.perf_counter() - started) * 1000,
         )
+
+
+# ResponseWriter states.
+_W_IDLE, _W_STARTED, _W_ENDED, _W_FAILED = 0, 1, 2, 3
+
+
+@final
+class ResponseWriter:
+    """Writes one response from a :class:`DirectResponse`'s coroutine.
+
+    Either :meth:`respond` (a whole response, one write with
+    ``Content-Length``), or :meth:`start`, any number of :meth:`send` and
+    :meth:`end`. The server adds ``Date``, ``Server``, the framing (chunked
+    coding without a ``Content-Length`` header; the end of the connection for
+    an HTTP/1.0 client) and ``Connection: close`` when it must; for ``HEAD``
+    the body is discarded. Each write goes straight to the socket and returns
+    once the kernel took it, so a slow client slows the writer (bounded by
+    ``write_timeout``, which ends the connection).
+
+    The request body can still be read while writing (full duplex). One task
+    at a time may write; reading and writing may happen in two tasks.
+
+    Errors: ``RuntimeError`` on misuse (a second head, a write before
+    :meth:`start` or after :meth:`end`, a writer kept past its coroutine, two
+    tasks writing at once); ``ValueError`` before anything is written when the
+    head is invalid, and on a body longer or shorter than its
+    ``Content-Length``; :class:`ClientDisconnected` once a write failed (the
+    client is gone, nothing more can be written).
+    """
+
+    __slots__ = (
+        "_body",
+        "_busy",
+        "_conn",
+        "_extra",
+        "_head_only",
+        "_request",
+        "_state",
+        "sent",
+        "status",
+    )
+
+    def __init__(
+        self,
+        conn: _HTTPConnection,
+        request: Request,
+        body: _Body,
+        head_only: bool,
+        extra: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        self._conn: _HTTPConnection | None = conn
+        # The DirectResponse's own headers (middleware's), added to the head.
+        self._extra = extra
+        self._request = request
+        self._body = body
+        self._head_only = head_only
+        self._state = _W_IDLE
+        # True while a write is in progress (two tasks must not interleave bytes).
+        self._busy = False
+        #: The status sent (0 before the head).
+        self.status = 0
+        #: Body bytes written so far (before framing).
+        self.sent = 0
+
+    @property
+    def started(self) -> bool:
+        """Whether the head was sent (or a write of it failed)."""
+        return self._state != _W_IDLE
+
+    @property
+    def ended(self) -> bool:
+        """Whether the response is complete."""
+        return self._state == _W_ENDED
+
+    def _owner(self, *allowed: int) -> _HTTPConnection:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("a ResponseWriter is only valid while its DirectResponse runs")
+        if self._busy:
+            raise RuntimeError("another task is writing this response")
+        state = self._state
+        if state not in allowed:
+            if state == _W_FAILED:
+                raise ClientDisconnected("the response can no longer be written")
+            if state == _W_ENDED:
+                raise RuntimeError("the response is already complete")
+            if state == _W_STARTED:
+                raise RuntimeError("the response head was already sent")
+            raise RuntimeError("start() the response before sending its body")
+        return conn
+
+    async def _write(self, conn: _HTTPConnection, data: bytes) -> None:
+        self._busy = True
+        try:
+            await conn._send(data)
+        except _Abort:
+            self._state = _W_FAILED
+            raise ClientDisconnected("the client disconnected during the response") from None
+        finally:
+            self._busy = False
+
+    def _fields(self, headers: HeadersLike | None) -> Sequence[tuple[bytes, bytes]]:
+        if headers is None:
+            fields: Sequence[tuple[bytes, bytes]] = ()
+        elif type(headers) is Headers:
+            fields = headers.raw
+        else:
+            fields = Headers(headers).raw
+        extra = self._extra
+        if not extra:
+            return fields
+        own = {name for name, _ in fields}
+        return [*fields, *(field for field in extra if field[0] not in own)]
+
+    async def respond(
+        self, status: int = 200, headers: HeadersLike | None = None, body: bytes = b""
+    ) -> None:
+        """Send a whole response: head and *body*, with its ``Content-Length``."""
+        conn = self._owner(_W_IDLE)
+        if not 200 <= status <= 999:
+            raise ValueError(f"invalid final status {status} (the server sends 1xx itself)")
+        if type(body) is not bytes:
+            body = bytes(body)
+        close = conn._close_after(self._request, self._body)
+        head, data = conn.proto.respond(status, self._fields(headers), body, self._head_only, close)
+        self.status = status
+        self._state = _W_STARTED
+        if len(data) <= _COALESCE_LIMIT:
+            # The common case, without _write's frame: every frame between the
+            # connection's task and the socket is walked at each switch.
+            self._busy = True
+            try:
+                await conn._send(head + data)
+            except _Abort:
+                self._state = _W_FAILED
+                raise ClientDisconnected("the client disconnected during the response") from None
+            finally:
+                self._busy = False
+        else:
+            await self._write(conn, head)
+            await self._write(conn, data)
+        self.sent = len(body) if data else 0
+        self._state = _W_ENDED
+
+    async def start(self, status: int = 200, headers: HeadersLike | None = None) -> None:
+        """Send the head now; the body follows with :meth:`send` and :meth:`end`."""
+        conn = self._owner(_W_IDLE)
+        if not 200 <= status <= 999:
+            raise ValueError(f"invalid final status {status} (the server sends 1xx itself)")
+        close = conn._close_after(self._request, self._body)
+        head = conn.proto.start_response(
+            status, self._fields(headers), None, head_only=self._head_only, close=close
+        )
+        self.status = status
+        self._state = _W_STARTED
+        await self._write(conn, head)
+
+    async def send(self, data: bytes) -> None:
+        """Write *data* as the next piece of the body (nothing for ``HEAD``)."""
+        conn = self._owner(_W_STARTED)
+        if self._head_only or not data:
+            await trio.lowlevel.checkpoint()
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
+        await self._write(conn, conn.proto.send_body(data))
+        self.sent += len(data)
+
+    async def end(self) -> None:
+        """End the body (the last chunk of a chunked one)."""
+        conn = self._owner(_W_STARTED)
+        data = conn.proto.end_response()
+        if data:
+            await self._write(conn, data)
+        else:
+            await trio.lowlevel.checkpoint()
+        self._state = _W_ENDED
+
+    def abort(self) -> None:
+        """Give up on this response: nothing more is written and the connection
+        closes once the coroutine returns (a client cannot mistake what it got
+        for a complete response). Does nothing once the response is complete."""
+        conn = self._conn
+        if conn is None or self._state == _W_ENDED:
+            return
+        self._state = _W_FAILED
+        conn.proto.response_failed()
+
+    def __repr__(self) -> str:
+        state = ("idle", "started", "ended", "failed")[self._state]
+        return f"<ResponseWriter {state}>"
 
 
 def serve_http_connection(

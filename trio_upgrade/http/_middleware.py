@@ -18,7 +18,7 @@ import trio
 from .._wire import is_token
 from ._headers import Headers
 from ._request import Request
-from ._response import Response
+from ._response import DirectResponse, Response
 from ._router import Handler, Result
 
 __all__ = ["CORSMiddleware", "GZipMiddleware"]
@@ -141,8 +141,9 @@ class CORSMiddleware:
             await trio.lowlevel.checkpoint()
             return self._preflight(request, origin)
         result = await call_next(request)
-        if isinstance(result, Response):
-            # (A Takeover, or a response the handler writes itself, passes as it is.)
+        if isinstance(result, (Response, DirectResponse)):
+            # A response the handler writes itself (a DirectResponse, as an ASGI
+            # app's) gets its headers too; a Takeover passes as it is.
             self._decorate(result, origin)
         return result
 
@@ -175,7 +176,7 @@ class CORSMiddleware:
             headers.set("access-control-allow-headers", ", ".join(asked))
         return response
 
-    def _decorate(self, response: Response, origin: str) -> None:
+    def _decorate(self, response: Response | DirectResponse, origin: str) -> None:
         headers = response.headers
         if self._origins or self._origin_regex is not None or self.allow_credentials:
             # The answer depends on the origin: caches must not share it.

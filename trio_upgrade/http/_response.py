@@ -6,10 +6,10 @@ import json as _json
 import mimetypes
 import os
 import time as _time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from email.utils import format_datetime, formatdate
-from typing import Any, Literal, final
+from typing import TYPE_CHECKING, Any, Literal, final
 from urllib.parse import quote
 
 import trio
@@ -17,7 +17,10 @@ import trio
 from .._wire import is_token, reason_phrase
 from ._headers import Headers, HeadersLike
 
-__all__ = ["Response", "reason_phrase"]
+if TYPE_CHECKING:
+    from ._connection import ResponseWriter
+
+__all__ = ["DirectResponse", "Response", "reason_phrase"]
 
 _FILE_CHUNK = 64 * 1024
 
@@ -272,3 +275,49 @@ async def _file_chunks(path: str) -> AsyncIterator[bytes]:
     async with await trio.open_file(path, "rb") as f:
         while chunk := await f.read(_FILE_CHUNK):
             yield chunk
+
+
+@final
+class DirectResponse:
+    """What a handler returns to write its response itself, from the connection's task.
+
+    ``DirectResponse(write)`` makes the connection loop call ``await
+    write(writer)`` with a :class:`~trio_upgrade.http.ResponseWriter` once
+    the handler has returned; *write* sends the head, then the body piece by
+    piece, as it produces it: server-sent events, long polling, a body relayed
+    from elsewhere, an ASGI app. Each ``send`` writes straight to the socket
+    (backpressure: it returns once the bytes are handed to the kernel), while
+    the loop keeps the framing, keep-alive, the request body, drain and
+    timeouts.
+
+    What the loop does with the outcome:
+
+    - *write* raises before the head was sent: a 500 (an
+      :class:`HTTPError`: its own status), as for a handler that raises;
+    - *write* raises after the head, or returns before :meth:`ResponseWriter.end`:
+      the error is logged and the connection closed (never a truncated body
+      on a kept-alive connection); :meth:`ResponseWriter.abort` closes it
+      without a log;
+    - *write* returns without sending anything: logged, and a 500.
+
+    *headers* (and whatever middleware adds to :attr:`headers` on the way
+    out: CORS, a request id) go into the head the writer sends, each name
+    only when the writer's own headers lack it.
+    """
+
+    __slots__ = ("headers", "write")
+
+    def __init__(
+        self,
+        write: Callable[[ResponseWriter], Awaitable[None]],
+        *,
+        headers: HeadersLike | None = None,
+    ) -> None:
+        self.write = write
+        if headers is None:
+            self.headers = Headers.from_raw([])
+        else:
+            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+
+    def __repr__(self) -> str:
+        return f"<DirectResponse {self.write!r}>"

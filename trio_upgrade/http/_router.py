@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from ._errors import HTTPError
 from ._request import Request
-from ._response import Response
+from ._response import DirectResponse, Response
 from ._takeover import Takeover
 
 __all__ = [
@@ -42,9 +42,9 @@ __all__ = [
     "strip_prefix",
 ]
 
-Result = Response | Takeover
+Result = Response | DirectResponse | Takeover
 Handler = Callable[[Request], Awaitable[Result]]
-"""An HTTP application: takes a request, returns a Response or a Takeover."""
+"""An HTTP application: takes a request, returns a Response, a DirectResponse or a Takeover."""
 Middleware = Callable[[Request, Handler], Awaitable[Result]]
 """``async def mw(request, call_next) -> Response``: runs around the handlers."""
 

@@ -46,6 +46,7 @@ from ..asgi import (
 from ..core import Connection, PrefixedStream, Server
 from ..http import (
     ClientDisconnected,
+    DirectResponse,
     Handler,
     Headers,
     HeadersLike,
@@ -53,6 +54,7 @@ from ..http import (
     HTTPError,
     Request,
     Response,
+    ResponseWriter,
     Takeover,
     app_lifespan,
     serve_http_connection,
@@ -763,14 +765,28 @@ class AppClient(_Methods):
             assert self._lifespan is not None
             app = ASGIHandler(recording_asgi, state=self._lifespan.state)
 
-        async def recording_app(request: Request) -> Response | Takeover:
+        async def recording_app(request: Request) -> Response | DirectResponse | Takeover:
             try:
-                return await app(request)
+                result = await app(request)
             except (HTTPError, ClientDisconnected):
                 raise
             except Exception as exc:
                 link.errors.append(exc)
                 raise
+            if type(result) is DirectResponse and asgi_app is None:
+                write = result.write
+
+                async def recording_write(writer: ResponseWriter) -> None:
+                    try:
+                        await write(writer)
+                    except (HTTPError, ClientDisconnected):
+                        raise
+                    except Exception as exc:
+                        link.errors.append(exc)
+                        raise
+
+                return DirectResponse(recording_write)
+            return result
 
         await serve_http_connection(conn, recording_app, self.config)
 
