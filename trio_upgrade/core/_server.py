@@ -117,7 +117,7 @@ class Connection:
     listener (tests, the in-memory client) can build one directly.
     """
 
-    __slots__ = ("client", "nursery", "server", "shutdown", "stream", "tls")
+    __slots__ = ("client", "nursery", "server", "services", "shutdown", "stream", "tls")
 
     def __init__(
         self,
@@ -128,6 +128,7 @@ class Connection:
         server: Address | None = None,
         tls: bool | None = None,
         shutdown: Shutdown | None = None,
+        services: trio.Nursery | None = None,
     ) -> None:
         self.stream = stream
         # The connection's own nursery: tasks a protocol starts for this connection
@@ -141,6 +142,11 @@ class Connection:
         self.client = client
         self.server = server
         self.shutdown = shutdown if shutdown is not None else Shutdown()
+        # The server's service nursery (None without a server): for tasks that
+        # serve many connections at once, such as shared timers. It lives as
+        # long as the server, through the grace period, and is cancelled once
+        # every connection has ended.
+        self.services = services
 
     def __repr__(self) -> str:
         return f"<Connection client={self.client!r} server={self.server!r} tls={self.tls}>"
@@ -253,6 +259,8 @@ class Server:
         self._conn_deadline = math.inf
         # Set by cancel_connections(); connections starting later are cancelled too.
         self._cancel_all = False
+        # The service nursery (Connection.services), while serving.
+        self._services: trio.Nursery | None = None
 
     @property
     def addresses(self) -> list[Address]:
@@ -335,9 +343,14 @@ class Server:
         # Connections are shielded from the cancellation that stops the server:
         # they get the grace period (their scopes' deadline) instead.
         with trio.CancelScope(shield=True):
-            async with trio.open_nursery() as conns:
-                task_status.started(conns)
-                await self._stopping.wait()
+            # Services (shared by connections) start before the connections
+            # and are cancelled once the last connection has ended.
+            async with trio.open_nursery() as services:
+                self._services = services
+                async with trio.open_nursery() as conns:
+                    task_status.started(conns)
+                    await self._stopping.wait()
+                services.cancel_scope.cancel()
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], conns: trio.Nursery
@@ -389,7 +402,7 @@ class Server:
                 if self._cancel_all:
                     scope.cancel()
                 self._conn_scopes.add(scope)
-                conn = Connection(stream, nursery, shutdown=self.shutdown)
+                conn = Connection(stream, nursery, shutdown=self.shutdown, services=self._services)
                 _set_current_connection(conn)
                 await self.handler(conn)
         except Exception:
