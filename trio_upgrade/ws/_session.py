@@ -168,6 +168,7 @@ class WebSocket:
         "_drained",
         "_extension_objects",
         "_finished",
+        "_frame_size",
         "_in_message",
         "_keepalive_ping",
         "_keeper",
@@ -253,8 +254,10 @@ class WebSocket:
         # Bytes (or characters) of the message the reader is assembling; -1
         # between messages (an empty first fragment still starts a message).
         self._msg_size = -1
-        # Frames of that message so far (against max_fragments).
+        # Frames of that message so far (against max_fragments), and the
+        # payload of its current frame so far.
         self._msg_frames = 0
+        self._frame_size = 0
         # Bytes (characters for text) queued for the application, against
         # max_queued_bytes; _room is set when it drops to that bound while
         # the reader waits.
@@ -871,9 +874,11 @@ class WebSocket:
         config = self._config
         limit = config.max_message_size
         max_frames = config.max_fragments
-        # What a frame's header costs at least, counted against limit so that a
-        # message of empty fragments still ends: 2 bytes, and the 4-byte mask
-        # key on frames a client sends (RFC 6455 §5.2).
+        # A frame of a fragmented message counts at least as much as its
+        # header against limit, so that a message of empty fragments still
+        # ends: 2 bytes, and the 4-byte mask key on frames a client sends
+        # (RFC 6455 §5.2). Frames with more payload count their payload only,
+        # so a message of max_message_size still fits, in any number of frames.
         header = 2 if self._client else 6
         # Pieces of the current message gathered from this read, if any.
         pieces: list[str | bytes] | None = None
@@ -920,8 +925,11 @@ class WebSocket:
                             await self._wait_room()
                         continue
                     size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
+                    self._frame_size += len(data)
                     if event.frame_finished:  # type: ignore[attr-defined]
-                        size += header
+                        if self._frame_size < header:
+                            size += header - self._frame_size
+                        self._frame_size = 0
                         self._msg_frames += 1
                         if max_frames is not None and self._msg_frames > max_frames:
                             self._fail(1008, "too many fragments")
