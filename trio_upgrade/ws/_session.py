@@ -13,16 +13,20 @@ with one ``send_all``; the reader hands every event parsed from one read to
 the application before it reads again. Framing happens in the task that sends
 (the application's, for messages), so the writer only moves bytes.
 
-Backpressure: the receive channel holds at most ``receive_queue`` items, after
-which the reader stops reading and the peer's TCP window closes; outgoing bytes
-not yet written are counted, and above ``send_buffer`` the sender (application
-or reader) waits for the writer.
+Backpressure: the receive channel holds at most ``receive_queue`` items and
+``max_queued_bytes`` (plus one message) of inflated payload, after which the
+reader stops reading and the peer's TCP window closes; outgoing bytes not yet
+written are counted, and above ``send_buffer`` the sender (application or
+reader) waits for the writer. The reader also yields to the scheduler every
+``_EVENTS_PER_TURN`` events of one read.
 
 An idle session costs little memory: the writer task, both channels and the
 wsproto connection are created on first use; a writer started for control
 frames (pings, pongs) ends once they are written; a session quiet for a whole
 keepalive interval lets its writer and receive channel go again (``_shed``);
-keepalive and server drains are handled by shared tasks (:mod:`._keeper`);
+keepalive and server drains are handled by shared tasks in a nursery someone
+owns (:mod:`._keeper`), which call :meth:`WebSocket.keepalive_tick` and
+:meth:`WebSocket.drain_close`;
 and sessions started by :func:`serve_websocket` or the bridge run in the
 connection's own nursery.
 """
@@ -342,16 +346,21 @@ class WebSocket:
             except trio.EndOfChannel:
                 raise self._closed_error() from None
             else:
-                self._taken(item)
+                # _taken(), inlined: this is the hottest path of a busy session.
+                self._queued -= len(item) if type(item) is not _Fragment else len(item.data)
+                if self._room is not None:
+                    self._taken(None)
                 if not self._ops & _SCHEDULE_MASK:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
         return await self._wait_item()
 
-    def _taken(self, item: _Item) -> None:
-        # The application took *item*: its bytes no longer count against
-        # max_queued_bytes; a reader waiting for room may go on.
-        self._queued -= len(item.data) if type(item) is _Fragment else len(item)
+    def _taken(self, item: _Item | None) -> None:
+        # The application took *item* (None: already counted): its bytes no
+        # longer count against max_queued_bytes; a reader waiting for room may
+        # go on.
+        if item is not None:
+            self._queued -= len(item.data) if type(item) is _Fragment else len(item)
         room = self._room
         if room is not None and self._queued <= self._config.max_queued_bytes:
             self._room = None
