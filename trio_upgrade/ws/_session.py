@@ -353,21 +353,8 @@ class WebSocket:
                 if not self._ops & _SCHEDULE_MASK:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return item
-        return await self._wait_item()
-
-    def _taken(self, item: _Item | None) -> None:
-        # The application took *item* (None: already counted): its bytes no
-        # longer count against max_queued_bytes; a reader waiting for room may
-        # go on.
-        if item is not None:
-            self._queued -= len(item.data) if type(item) is _Fragment else len(item)
-        room = self._room
-        if room is not None and self._queued <= self._config.max_queued_bytes:
-            self._room = None
-            room.set()
-
-    async def _wait_item(self) -> _Item:
-        """Wait for the next item (nothing is queued now); a full checkpoint."""
+        # Nothing queued: wait, in this frame (an idle session's application
+        # waits on this stack for its whole life; every frame on it is memory).
         while True:
             if self._receiver is not None:
                 # Another task already waits here: this one waits in the
@@ -384,7 +371,7 @@ class WebSocket:
                 return item
             self._receiver = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
-            if self._recv_out is not None:  # (no local: see _next)
+            if self._recv_out is not None:
                 try:
                     item = self._recv_out.receive_nowait()
                 except trio.WouldBlock:
@@ -393,6 +380,17 @@ class WebSocket:
                     raise self._closed_error() from None
                 self._taken(item)
                 return item
+
+    def _taken(self, item: _Item | None) -> None:
+        # The application took *item* (None: already counted): its bytes no
+        # longer count against max_queued_bytes; a reader waiting for room may
+        # go on.
+        if item is not None:
+            self._queued -= len(item.data) if type(item) is _Fragment else len(item)
+        room = self._room
+        if room is not None and self._queued <= self._config.max_queued_bytes:
+            self._room = None
+            room.set()
 
     def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
         self._receiver = None
