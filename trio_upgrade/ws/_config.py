@@ -73,7 +73,7 @@ class WebSocketConfig:
     the reader stops reading from the peer."""
     max_queued_bytes: int = 1 * MiB
     """Bytes (characters for text) of received messages buffered for the application
-    before the reader stops reading from the peer; counted after inflation. One
+    that make the reader stop reading from the peer; counted after inflation. One
     message may take the total above it by at most its own size."""
     max_fragments: int | None = 1024
     """Most frames one message may arrive in; more closes with 1008. ``None``: no limit

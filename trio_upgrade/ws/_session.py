@@ -263,7 +263,7 @@ class WebSocket:
         self._msg_frames = 0
         self._frame_size = 0
         # Bytes (characters for text) queued for the application, against
-        # max_queued_bytes; _room is set when it drops to that bound while
+        # max_queued_bytes; _room is set when it drops below that bound while
         # the reader waits.
         self._queued = 0
         self._room: trio.Event | None = None
@@ -388,7 +388,7 @@ class WebSocket:
         if item is not None:
             self._queued -= len(item.data) if type(item) is _Fragment else len(item)
         room = self._room
-        if room is not None and self._queued <= self._config.max_queued_bytes:
+        if room is not None and self._queued < self._config.max_queued_bytes:
             self._room = None
             room.set()
 
@@ -857,14 +857,14 @@ class WebSocket:
             return
         if self._receiver is not None:
             self._wake_receiver()
-        if self._queued > self._config.max_queued_bytes:
+        if self._queued >= self._config.max_queued_bytes:
             await self._wait_room()
 
     async def _wait_room(self) -> None:
         # Stop reading (backpressure) until the application has taken enough,
         # or the session is closing (what the peer sends then is dropped).
         limit = self._config.max_queued_bytes
-        while self._queued > limit and self._close_code is None:
+        while self._queued >= limit and self._close_code is None:
             room = self._room = trio.Event()
             await room.wait()
 
@@ -928,7 +928,7 @@ class WebSocket:
                             continue
                         if self._receiver is not None:
                             self._wake_receiver()
-                        if self._queued > config.max_queued_bytes:
+                        if self._queued >= config.max_queued_bytes:
                             await self._wait_room()
                         continue
                     size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
