@@ -33,6 +33,7 @@ connection's own nursery.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import os
@@ -75,10 +76,28 @@ _EVENTS_PER_TURN = 64
 
 _DEFAULT_CONFIG = WebSocketConfig()
 
-# How the reader stopped reading: how the stream must be wound down.
-_LOST = 0  # EOF or a broken stream without a Close handshake: just close
-_HANDSHAKE_DONE = 1  # Close frames went both ways
-_FAILED = 2  # we sent a Close because the peer broke the protocol or a limit
+
+class _Phase(enum.IntEnum):
+    """Where a session is in its life (one field, ``WebSocket._phase``)."""
+
+    OPEN = 0
+    """Messages go both ways; ``close_code`` is None."""
+    CLOSING = 1
+    """A Close was sent or received, or the connection was lost: ``close_code``
+    is set and nothing more is sent; the reader may still be winding down."""
+    CLOSED = 2
+    """The reader has finished and the stream is closed."""
+
+
+class _End(enum.IntEnum):
+    """How the reader stopped reading: how the stream must be wound down."""
+
+    LOST = 0
+    """EOF or a broken stream without a Close handshake: just close."""
+    HANDSHAKE_DONE = 1
+    """Close frames went both ways."""
+    FAILED = 2
+    """We sent a Close because the peer broke the protocol or a limit."""
 
 
 @final
@@ -171,7 +190,6 @@ class WebSocket:
         "_drain",
         "_drained",
         "_extension_objects",
-        "_finished",
         "_frame_size",
         "_in_message",
         "_keepalive_ping",
@@ -182,6 +200,7 @@ class WebSocket:
         "_ops",
         "_ops_mark",
         "_pending",
+        "_phase",
         "_pings",
         "_plain",
         "_queued",
@@ -269,6 +288,9 @@ class WebSocket:
         self._room: trio.Event | None = None
         # The application stopped in the middle of a chunked message.
         self._in_message = False
+        # The session's phase: OPEN, then CLOSING (from the first Close sent,
+        # received, or the connection lost), then CLOSED (the reader is done).
+        self._phase = _Phase.OPEN
         # None while open; then the code of the Close frame that ended the
         # session (the peer's if it closed first, ours if we did), or 1006.
         self._close_code: int | None = None
@@ -278,9 +300,7 @@ class WebSocket:
         self._keepalive_ping: _PingWaiter | None = None
         # Held while a fragmented message is being sent.
         self._send_lock: trio.Lock | None = None
-        # True once the stream is closed and the reader has finished; _done is
-        # made only if somebody waits for that.
-        self._finished = False
+        # Set when the phase becomes CLOSED; made only if somebody waits for that.
         self._done: trio.Event | None = None
 
     def _make_conn(self) -> WSConnection:
@@ -300,7 +320,7 @@ class WebSocket:
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
-        state = "open" if self._close_code is None else f"closed {self._close_code}"
+        state = "open" if self._phase is _Phase.OPEN else f"closed {self._close_code}"
         return f"<WebSocket {side} {self.request.path!r} {state}>"
 
     # -- public state -------------------------------------------------------
@@ -319,7 +339,7 @@ class WebSocket:
     @property
     def closed(self) -> bool:
         """True once the session is closing or closed: sending is no longer possible."""
-        return self._close_code is not None
+        return self._phase is not _Phase.OPEN
 
     # -- receiving ----------------------------------------------------------
 
@@ -505,7 +525,7 @@ class WebSocket:
             # Another task is sending a fragmented message: wait for its end.
             async with lock:
                 self._queue_message(message, True)
-        elif self._plain and self._close_code is None and type(message) in (bytes, str):
+        elif self._plain and self._phase is _Phase.OPEN and type(message) in (bytes, str):
             # A frame without extensions is a header and the payload (RFC 6455
             # §5.2; masked on a client): build it here, sparing wsproto's copies.
             if type(message) is str:
@@ -545,7 +565,7 @@ class WebSocket:
 
     def _queue_message(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
         # One frame through wsproto (extensions, or a type the fast path skips).
-        if self._close_code is not None:
+        if self._phase is not _Phase.OPEN:
             raise self._closed_error()
         conn = self._conn
         if conn is None:
@@ -574,7 +594,7 @@ class WebSocket:
         limit = self._config.send_buffer
         while self._pending > limit:
             done = self._writer_done
-            if self._finished or done is None or done.is_set():
+            if self._phase is _Phase.CLOSED or done is None or done.is_set():
                 # No writer left to take the bytes (the stream broke).
                 raise self._closed_error()
             event = self._drained
@@ -644,7 +664,7 @@ class WebSocket:
         elif len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
         await trio.lowlevel.checkpoint()
-        if self._close_code is not None:
+        if self._phase is not _Phase.OPEN:
             raise self._closed_error()
         if self._pings is None:
             self._pings = {}
@@ -676,7 +696,7 @@ class WebSocket:
         return self._make_conn() if self._conn is None else self._conn
 
     def _start_close(self, code: int, reason: str) -> None:
-        if self._close_code is None and self._state() is _OPEN:
+        if self._phase is _Phase.OPEN and self._state() is _OPEN:
             self._set_closed(code, reason)
             self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
             # The application learns at once that the session is closing; what the
@@ -684,17 +704,18 @@ class WebSocket:
             self._close_receive()
 
     async def _wait_done(self) -> None:
-        if self._finished:
+        if self._phase is _Phase.CLOSED:
             await trio.lowlevel.checkpoint()
             return
-        if self._done is None:
-            self._done = trio.Event()
+        done = self._done
+        if done is None:
+            done = self._done = trio.Event()
         with trio.move_on_after(self._config.close_timeout):
-            await self._done.wait()
-        if not self._finished:
+            await done.wait()
+        if not done.is_set():  # (set when the phase becomes CLOSED)
             self._set_closed(1006, "close timed out")
             await self._kill()
-            await self._done.wait()
+            await done.wait()
 
     async def _kill(self) -> None:
         # Closing the stream wakes the reader and writer with ClosedResourceError.
@@ -704,7 +725,8 @@ class WebSocket:
     # -- internals shared by the tasks --------------------------------------
 
     def _set_closed(self, code: int, reason: str) -> None:
-        if self._close_code is None:
+        if self._phase is _Phase.OPEN:
+            self._phase = _Phase.CLOSING
             self._close_code = code
             self._close_reason = reason
 
@@ -744,7 +766,7 @@ class WebSocket:
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send Close with *code*, stop reading."""
-        if self._close_code is None and self._state() is _OPEN:
+        if self._phase is _Phase.OPEN and self._state() is _OPEN:
             self._set_closed(code, reason)
             self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
         self._close_receive()
@@ -791,7 +813,7 @@ class WebSocket:
         # only adds a coroutine frame and a context manager to the idle stack
         # (~0.6 KiB) to turn OSError into stream errors, done here instead.
         receive = stream.socket.recv if type(stream) is trio.SocketStream else stream.receive_some
-        how: int | None = _LOST
+        how: _End | None = _End.LOST
         try:
             how = await self._dispatch() if self._conn is not None else None  # prefetched
             while how is None:
@@ -800,7 +822,7 @@ class WebSocket:
                 except OSError:
                     data = b""  # the socket broke (a reset...): as at EOF
                 if not data:
-                    how = _LOST
+                    how = _End.LOST
                     break
                 # Read more at once while data flows, less when it trickles.
                 n = len(data)
@@ -814,7 +836,7 @@ class WebSocket:
                 if how is None and self._pending > config.send_buffer:
                     # Our pongs pile up: stop reading until the peer takes them.
                     await self._wait_drained()
-            if how != _LOST:
+            if how is not _End.LOST:
                 await self._wind_down(how)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             # ConnectionClosed: the writer died while the reader waited for it.
@@ -829,7 +851,7 @@ class WebSocket:
                 stop_keepalive(self._keeper)
                 self._keeper = None
             await self._kill()
-            self._finished = True
+            self._phase = _Phase.CLOSED
             if self._done is not None:
                 self._done.set()
 
@@ -864,11 +886,11 @@ class WebSocket:
         # Stop reading (backpressure) until the application has taken enough,
         # or the session is closing (what the peer sends then is dropped).
         limit = self._config.max_queued_bytes
-        while self._queued >= limit and self._close_code is None:
+        while self._queued >= limit and self._phase is _Phase.OPEN:
             room = self._room = trio.Event()
             await room.wait()
 
-    async def _dispatch(self) -> int | None:
+    async def _dispatch(self) -> _End | None:
         """Hand on every event parsed so far; return how to wind down, or None to go on.
 
         Pieces of one message parsed from the same read (a peer may send
@@ -905,7 +927,7 @@ class WebSocket:
                     await trio.lowlevel.checkpoint()
                 cls = type(event)
                 if cls is TextMessage or cls is BytesMessage:
-                    if self._close_code is not None:
+                    if self._phase is not _Phase.OPEN:
                         continue  # we are closing: drop it
                     data = event.data  # type: ignore[attr-defined]
                     finished = event.message_finished  # type: ignore[attr-defined]
@@ -914,7 +936,7 @@ class WebSocket:
                         n = len(data)
                         if limit is not None and n > limit:
                             self._fail(1009, "message too big")
-                            return _FAILED
+                            return _End.FAILED
                         delivered = True
                         self._queued += n
                         try:
@@ -940,10 +962,10 @@ class WebSocket:
                         self._msg_frames += 1
                         if max_frames is not None and self._msg_frames > max_frames:
                             self._fail(1008, "too many fragments")
-                            return _FAILED
+                            return _End.FAILED
                     if limit is not None and size > limit:
                         self._fail(1009, "message too big")
-                        return _FAILED
+                        return _End.FAILED
                     if pieces is None:
                         began_here = self._msg_size < 0
                         pieces = [data]
@@ -961,7 +983,7 @@ class WebSocket:
                     else:
                         self._msg_size = size
                 elif cls is Ping:
-                    if conn.state is _OPEN and self._close_code is None:
+                    if conn.state is _OPEN and self._phase is _Phase.OPEN:
                         pong = conn.send(event.response())  # type: ignore[attr-defined]
                         if pongs is None:
                             pongs = bytearray(pong)
@@ -986,9 +1008,9 @@ class WebSocket:
                         self._set_closed(event.code, event.reason or "")
                         self._queue_final(conn.send(event.response()))
                         self._close_receive()
-                        return _HANDSHAKE_DONE
+                        return _End.HANDSHAKE_DONE
                     if state is _CLOSED:
-                        return _HANDSHAKE_DONE  # the answer to our Close
+                        return _End.HANDSHAKE_DONE  # the answer to our Close
                     # wsproto reports a protocol violation as a CloseConnection
                     # without changing state: we fail the connection with its code.
                     if state is _OPEN:
@@ -999,23 +1021,23 @@ class WebSocket:
                             await trio.lowlevel.checkpoint()
                             await trio.lowlevel.checkpoint()
                         self._fail(event.code, event.reason or "protocol error")
-                    return _FAILED
+                    return _End.FAILED
         finally:
             # Pongs still owed, unless our Close already went (nothing may follow it).
-            if pongs is not None and self._close_code is None and conn.state is _OPEN:
+            if pongs is not None and self._phase is _Phase.OPEN and conn.state is _OPEN:
                 self._queue(bytes(pongs))
         if pieces is not None:
             whole = _join(pieces)
             await self._deliver(_Fragment(whole, False), len(whole))
         return None
 
-    async def _wind_down(self, how: int) -> None:
+    async def _wind_down(self, how: _End) -> None:
         """After Close frames: flush, let the peer see our end, then close (bounded)."""
         stream = self._stream
         with trio.move_on_after(self._config.close_timeout):
             if self._writer_done is not None:
                 await self._writer_done.wait()
-            if how == _FAILED and isinstance(stream, trio.abc.HalfCloseableStream):
+            if how is _End.FAILED and isinstance(stream, trio.abc.HalfCloseableStream):
                 # Half-close and drain, so that unread bytes of the peer do not
                 # turn our close into a reset that could destroy our Close frame.
                 try:
@@ -1024,7 +1046,7 @@ class WebSocket:
                     return
                 while await stream.receive_some(self._config.max_read_size):
                     pass
-            elif how == _HANDSHAKE_DONE and self._client:
+            elif how is _End.HANDSHAKE_DONE and self._client:
                 # RFC 6455 §7.1.1: the server closes the TCP connection first.
                 while await stream.receive_some(self._config.min_read_size):
                     pass
@@ -1159,7 +1181,7 @@ class WebSocket:
 
         Called by the keeper (see :mod:`._keeper`), never by applications.
         """
-        if self._close_code is not None:
+        if self._phase is not _Phase.OPEN:
             return None
         config = self._config
         assert config.ping_interval is not None
