@@ -48,16 +48,27 @@ async def close_code_after(config: WebSocketConfig, burst: bytes) -> int | None:
     return closes[0].code if closes else None
 
 
-async def test_a_burst_of_empty_continuation_frames_closes_with_1008() -> None:
+async def test_a_burst_of_empty_continuation_frames_closes_with_1009() -> None:
+    # Every frame but a message's last counts at least 64 bytes against
+    # max_message_size (1 MiB): the message ends after 16,384 empty frames.
     burst = empty_fragments(256 * KiB)
-    assert await close_code_after(BIG_READS, burst) == 1008
+    assert await close_code_after(BIG_READS, burst) == 1009
 
 
-async def test_frame_headers_count_against_max_message_size() -> None:
-    # Without a cap on fragments, the headers alone (6 bytes a frame from a
-    # client) take a message of empty fragments over max_message_size.
-    config = replace(BIG_READS, max_fragments=None, max_message_size=64 * KiB)
-    assert await close_code_after(config, empty_fragments(256 * KiB)) == 1009
+async def test_max_fragments_closes_a_message_of_too_many_frames_with_1008() -> None:
+    config = replace(BIG_READS, max_fragments=1000)
+    assert await close_code_after(config, empty_fragments(256 * KiB)) == 1008
+
+
+async def test_a_message_of_max_message_size_fits_in_fragments_of_64_bytes() -> None:
+    # The Autobahn 9.3/9.4 shape: 64-byte fragments, the last one shorter.
+    config = replace(BIG_READS, max_message_size=64 * 1024 + 10)
+    async with server_and_raw_peer(config) as (server, peer):
+        parts = [frame(TEXT, b"x" * 64, fin=False)]
+        parts += [frame(CONTINUATION, b"x" * 64, fin=False) for _ in range(1023)]
+        parts.append(frame(CONTINUATION, b"y" * 10))
+        await peer.send_raw(b"".join(parts))
+        assert await server.receive() == "x" * 64 * 1024 + "y" * 10
 
 
 async def test_a_message_within_max_fragments_arrives_whole() -> None:

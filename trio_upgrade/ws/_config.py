@@ -75,9 +75,11 @@ class WebSocketConfig:
     """Bytes (characters for text) of received messages buffered for the application
     that make the reader stop reading from the peer; counted after inflation. One
     message may take the total above it by at most its own size."""
-    max_fragments: int | None = 1024
-    """Most frames one message may arrive in; more closes with 1008. ``None``: no limit
-    (``max_message_size`` still counts each frame's header)."""
+    max_fragments: int | None = None
+    """Most frames one message may arrive in; more closes with 1008. ``None`` (the
+    default): no count of its own, but every frame of a fragmented message except the
+    last counts at least 64 bytes against ``max_message_size``, so a message has at
+    most ``max_message_size / 64`` tiny frames (16,384 for 1 MiB) before 1009."""
     send_buffer: int = 64 * KiB
     """High-water mark of outgoing bytes not yet written; above it ``send`` waits."""
     ping_interval: float | None = 20.0
