@@ -304,6 +304,10 @@ async def test_a_cancelled_block_with_a_nursery_drops_the_connection_and_its_tas
 TICKING = replace(QUIET, ping_interval=10, ping_timeout=5)
 
 
+def _task_names(nursery: trio.Nursery) -> list[str]:
+    return sorted(task.name.rpartition("_")[2] for task in nursery.child_tasks)
+
+
 async def test_a_quiet_session_lets_its_writer_go_and_works_as_before(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -317,11 +321,12 @@ async def test_a_quiet_session_lets_its_writer_go_and_works_as_before(
             assert await server.receive() == "one"
             await server.send("two")
             assert await client.receive() == "two"
-            assert len(nursery.child_tasks) == 2  # the reader and the writer
+            # The reader and the writer; the shared keeper runs in this nursery too.
+            assert _task_names(nursery) == ["reader", "upgrade.ws keepalive", "writer"]
             # Two keepalive ticks without a send or a receive; the pings go out
             # through writers that end once they have written them.
             await trio.sleep(35)
-            assert len(nursery.child_tasks) == 1
+            assert _task_names(nursery) == ["reader", "upgrade.ws keepalive"]
             await client.send("three")
             assert await server.receive() == "three"
             await server.send("four")

@@ -141,6 +141,7 @@ class Connection:
         "client",
         "nursery",
         "server",
+        "services",
         "shutdown",
         "stream",
         "tls",
@@ -155,6 +156,7 @@ class Connection:
         server: Address | None = None,
         tls: bool | None = None,
         shutdown: Shutdown | None = None,
+        services: trio.Nursery | None = None,
     ) -> None:
         self.stream = stream
         # The connection's own nursery: tasks a protocol starts for this connection
@@ -168,6 +170,11 @@ class Connection:
         self.client = client
         self.server = server
         self.shutdown = shutdown if shutdown is not None else Shutdown()
+        # The server's service nursery (None without a server): for tasks that
+        # serve many connections at once, such as shared timers. It lives as
+        # long as the server, through the grace period, and is cancelled once
+        # every connection has ended.
+        self.services = services
         # See the `sheddable` property. The server's bookkeeping (None when the
         # connection was built without a server), and whether the server shed it.
         self._sheddable = False
@@ -370,6 +377,8 @@ class Server:
         self._conn_deadline = math.inf
         # Set by cancel_connections(); connections starting later are cancelled too.
         self._cancel_all = False
+        # The service nursery (Connection.services), while serving.
+        self._services: trio.Nursery | None = None
 
     @property
     def addresses(self) -> list[Address]:
@@ -452,9 +461,14 @@ class Server:
         # Connections are shielded from the cancellation that stops the server:
         # they get the grace period (their scopes' deadline) instead.
         with trio.CancelScope(shield=True):
-            async with trio.open_nursery() as conns:
-                task_status.started(conns)
-                await self._stopping.wait()
+            # Services (shared by connections) start before the connections
+            # and are cancelled once the last connection has ended.
+            async with trio.open_nursery() as services:
+                self._services = services
+                async with trio.open_nursery() as conns:
+                    task_status.started(conns)
+                    await self._stopping.wait()
+                services.cancel_scope.cancel()
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], conns: trio.Nursery
@@ -602,7 +616,12 @@ class Server:
                     scope.cancel()
                 self._conn_scopes.add(scope)
                 conn = Connection(
-                    stream, nursery, client=client, server=server, shutdown=self.shutdown
+                    stream,
+                    nursery,
+                    client=client,
+                    server=server,
+                    shutdown=self.shutdown,
+                    services=self._services,
                 )
                 conn._capacity = capacity
                 _set_current_connection(conn)

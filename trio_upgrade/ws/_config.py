@@ -66,9 +66,11 @@ class WebSocketConfig:
     """Limits of one session; every field has a safe default.
 
     Memory a peer can make a session hold is bounded by roughly
-    ``receive_queue`` messages of at most ``max_message_size`` waiting for the
-    application, plus ``send_buffer`` bytes (and one message) waiting for the
-    peer, plus one read of at most ``max_read_size`` bytes.
+    ``max_queued_bytes`` plus one message of at most ``max_message_size``
+    (inflated: compressed messages count at their inflated size) waiting for
+    the application, and never more than ``receive_queue`` messages, plus
+    ``send_buffer`` bytes (and one message) waiting for the peer, plus one read
+    of at most ``max_read_size`` bytes.
     """
 
     max_message_size: int | None = 1 * MiB
@@ -77,6 +79,15 @@ class WebSocketConfig:
     receive_queue: int = 16
     """Messages (or chunks of a streamed message) buffered for the application before
     the reader stops reading from the peer."""
+    max_queued_bytes: int = 1 * MiB
+    """Bytes (characters for text) of received messages buffered for the application
+    that make the reader stop reading from the peer; counted after inflation. One
+    message may take the total above it by at most its own size."""
+    max_fragments: int | None = None
+    """Most frames one message may arrive in; more closes with 1008. ``None`` (the
+    default): no count of its own, but every frame of a fragmented message except the
+    last counts at least 64 bytes against ``max_message_size``, so a message has at
+    most ``max_message_size / 64`` tiny frames (16,384 for 1 MiB) before 1009."""
     send_buffer: int = 64 * KiB
     """High-water mark of outgoing bytes not yet written; above it ``send`` waits."""
     ping_interval: float | None = 20.0
@@ -97,6 +108,10 @@ class WebSocketConfig:
             raise ValueError("max_message_size must be >= 1 or None")
         if self.receive_queue < 1:
             raise ValueError("receive_queue must be >= 1")
+        if self.max_queued_bytes < 1:
+            raise ValueError("max_queued_bytes must be >= 1")
+        if self.max_fragments is not None and self.max_fragments < 1:
+            raise ValueError("max_fragments must be >= 1 or None")
         if self.send_buffer < 1:
             raise ValueError("send_buffer must be >= 1")
         if self.ping_interval is not None and self.ping_interval <= 0:

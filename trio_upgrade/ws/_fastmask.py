@@ -29,7 +29,13 @@ from typing import Any
 from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionType
 
-__all__ = ["ACTIVE", "MASK", "accelerate"]
+__all__ = ["ACTIVE", "MASK", "MIN_FRAME_COST", "accelerate", "joined_frames"]
+
+# What a frame of a fragmented message (its last frame excepted) counts at
+# least against max_message_size (see the session's reader). Frames shorter
+# than this are never joined by the decoder below, so the session sees and
+# charges each of them; joined ones are counted by joined_frames().
+MIN_FRAME_COST = 64
 
 
 def _build() -> type[Any] | None:
@@ -139,7 +145,7 @@ def _build() -> type[Any] | None:
             view = memoryview(buf)
             try:
                 payload = mask(view[at + 4 : end], view[at : at + 4])
-                if not fin:
+                if not fin and n >= MIN_FRAME_COST:
                     # The continuation frames already whole behind it join this
                     # one: a peer that cuts its messages into 256-byte frames
                     # costs one event per read instead of one per frame. Only
@@ -162,7 +168,9 @@ def _build() -> type[Any] | None:
                         else:
                             break
                         cend = cat + 4 + m
-                        if cend > total:
+                        if cend > total or (m < MIN_FRAME_COST and not c0 & 0x80):
+                            # Tiny fragments go one by one: the session charges
+                            # each at least MIN_FRAME_COST (floods of them end).
                             break
                         if pieces is None:
                             pieces = [payload]
@@ -173,6 +181,8 @@ def _build() -> type[Any] | None:
                             break
                     if pieces is not None:
                         payload = b"".join(pieces)
+                        # For max_fragments: frames this one stands for, beyond itself.
+                        self.joined = getattr(self, "joined", 0) + len(pieces) - 1
             finally:
                 view.release()
             del buf[:end]
@@ -242,6 +252,17 @@ def _mask_function() -> Callable[[bytes, bytes], bytes] | None:
 #: ``MASK(payload, key)``: the C routine that masks a whole payload (a client's
 #: outgoing frames), or None when the extension is not built or turned off.
 MASK: Callable[[bytes, bytes], bytes] | None = _mask_function()
+
+
+def joined_frames(conn: WSConnection) -> int:
+    """Frames the accelerated decoder joined into earlier ones since the last call
+    (each joined frame is whole and at least ``MIN_FRAME_COST`` long)."""
+    decoder = getattr(getattr(conn, "_proto", None), "_frame_decoder", None)
+    state = getattr(decoder, "__dict__", None)
+    if not state:
+        return 0
+    joined: int = state.pop("joined", 0)
+    return joined
 
 
 def accelerate(conn: WSConnection) -> None:

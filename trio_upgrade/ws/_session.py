@@ -13,23 +13,27 @@ with one ``send_all``; the reader hands every event parsed from one read to
 the application before it reads again. Framing happens in the task that sends
 (the application's, for messages), so the writer only moves bytes.
 
-Backpressure: the receive channel holds at most ``receive_queue`` items, after
-which the reader stops reading and the peer's TCP window closes; outgoing bytes
-not yet written are counted, and above ``send_buffer`` the sender (application
-or reader) waits for the writer.
+Backpressure: the receive channel holds at most ``receive_queue`` items and
+``max_queued_bytes`` (plus one message) of inflated payload, after which the
+reader stops reading and the peer's TCP window closes; outgoing bytes not yet
+written are counted, and above ``send_buffer`` the sender (application or
+reader) waits for the writer. The reader also yields to the scheduler every
+``_EVENTS_PER_TURN`` events of one read.
 
 An idle session costs little memory: the writer task, both channels and the
 wsproto connection are created on first use; a writer started for control
 frames (pings, pongs) ends once they are written; a session quiet for a whole
 keepalive interval lets its writer and receive channel go again (``_shed``);
-keepalive and server drains are handled by shared tasks (:mod:`._keeper`);
+keepalive and server drains are handled by shared tasks in a nursery someone
+owns (:mod:`._keeper`), which call :meth:`WebSocket.keepalive_tick` and
+:meth:`WebSocket.drain_close`;
 and sessions started by :func:`serve_websocket` or the bridge run in the
 connection's own nursery.
 """
 
 from __future__ import annotations
 
-import contextlib
+import enum
 import json as _json
 import logging
 import math
@@ -49,10 +53,10 @@ from wsproto.extensions import Extension
 from ..core import Shutdown, current_connection
 from ._config import WebSocketConfig
 from ._deflate import PerMessageDeflate
-from ._errors import ConnectionClosed, closed_error
+from ._errors import NORMAL_CLOSE_CODES, ConnectionClosed, closed_error
 from ._fastmask import MASK as _MASK
-from ._fastmask import accelerate
-from ._keeper import schedule_keepalive, unwatch_drain, watch_drain
+from ._fastmask import MIN_FRAME_COST, accelerate, joined_frames
+from ._keeper import Drain, Keeper, start_keepalive, stop_keepalive, unwatch_drain, watch_drain
 from ._request import HandshakeRequest
 
 logger = logging.getLogger("trio_upgrade.ws")
@@ -67,12 +71,43 @@ _CLOSED = ConnectionState.CLOSED
 # scheduler only once per this many calls (see docs/websocket.md, "Scheduling").
 _SCHEDULE_MASK = 64 - 1
 
+# The reader yields to the scheduler after handing on this many events of one
+# read: a read of up to max_read_size bytes may hold tens of thousands of tiny
+# frames, and other connections must not wait for all of them.
+_EVENTS_PER_TURN = 64
+
+# What a frame of a fragmented message (its last frame excepted) counts at
+# least against max_message_size. Each frame costs us far more than its header
+# (an event, a bytes object, a list slot: over 100 bytes), and with this charge
+# a message of empty or tiny fragments ends, with 1009, after at most
+# max_message_size / 64 frames (16,384 for 1 MiB; the Autobahn 9.3 and 9.4
+# cases send 64-byte fragments, which this does not touch).
+_MIN_FRAME_COST = MIN_FRAME_COST
+
 _DEFAULT_CONFIG = WebSocketConfig()
 
-# How the reader stopped reading: how the stream must be wound down.
-_LOST = 0  # EOF or a broken stream without a Close handshake: just close
-_HANDSHAKE_DONE = 1  # Close frames went both ways
-_FAILED = 2  # we sent a Close because the peer broke the protocol or a limit
+
+class _Phase(enum.IntEnum):
+    """Where a session is in its life (one field, ``WebSocket._phase``)."""
+
+    OPEN = 0
+    """Messages go both ways; ``close_code`` is None."""
+    CLOSING = 1
+    """A Close was sent or received, or the connection was lost: ``close_code``
+    is set and nothing more is sent; the reader may still be winding down."""
+    CLOSED = 2
+    """The reader has finished and the stream is closed."""
+
+
+class _End(enum.IntEnum):
+    """How the reader stopped reading: how the stream must be wound down."""
+
+    LOST = 0
+    """EOF or a broken stream without a Close handshake: just close."""
+    HANDSHAKE_DONE = 1
+    """Close frames went both ways."""
+    FAILED = 2
+    """We sent a Close because the peer broke the protocol or a limit."""
 
 
 @final
@@ -168,25 +203,30 @@ class WebSocket:
         "_conn",
         "_deflater",
         "_done",
+        "_drain",
         "_drained",
         "_extension_objects",
-        "_finished",
+        "_frame_size",
         "_in_message",
         "_keepalive_ping",
+        "_keeper",
+        "_msg_frames",
         "_msg_size",
         "_nursery",
         "_ops",
         "_ops_mark",
         "_pending",
+        "_phase",
         "_pings",
         "_plain",
+        "_queued",
         "_receiver",
         "_recv_in",
         "_recv_out",
+        "_room",
         "_send_in",
         "_send_lock",
         "_send_out",
-        "_shutdown",
         "_stream",
         "_writer_done",
         "extensions",
@@ -246,7 +286,9 @@ class WebSocket:
         self._writer_done: trio.Event | None = None
         # Where the reader (and later the writer) run; set by _start().
         self._nursery: trio.Nursery | None = None
-        self._shutdown: Shutdown | None = None
+        # The shared tasks this session is registered with (see _keeper).
+        self._drain: Drain | None = None
+        self._keeper: Keeper | None = None
         # Outgoing bytes queued but not yet written by the writer.
         self._pending = 0
         # Set (then replaced) when _pending drops to send_buffer; None when nobody waits.
@@ -259,8 +301,20 @@ class WebSocket:
         # Bytes (or characters) of the message the reader is assembling; -1
         # between messages (an empty first fragment still starts a message).
         self._msg_size = -1
+        # Frames of that message so far (against max_fragments), and the
+        # payload of its current frame so far.
+        self._msg_frames = 0
+        self._frame_size = 0
+        # Bytes (characters for text) queued for the application, against
+        # max_queued_bytes; _room is set when it drops below that bound while
+        # the reader waits.
+        self._queued = 0
+        self._room: trio.Event | None = None
         # The application stopped in the middle of a chunked message.
         self._in_message = False
+        # The session's phase: OPEN, then CLOSING (from the first Close sent,
+        # received, or the connection lost), then CLOSED (the reader is done).
+        self._phase = _Phase.OPEN
         # None while open; then the code of the Close frame that ended the
         # session (the peer's if it closed first, ours if we did), or 1006.
         self._close_code: int | None = None
@@ -270,9 +324,7 @@ class WebSocket:
         self._keepalive_ping: _PingWaiter | None = None
         # Held while a fragmented message is being sent.
         self._send_lock: trio.Lock | None = None
-        # True once the stream is closed and the reader has finished; _done is
-        # made only if somebody waits for that.
-        self._finished = False
+        # Set when the phase becomes CLOSED; made only if somebody waits for that.
         self._done: trio.Event | None = None
 
     def _make_conn(self) -> WSConnection:
@@ -292,7 +344,7 @@ class WebSocket:
 
     def __repr__(self) -> str:
         side = "client" if self._client else "server"
-        state = "open" if self._close_code is None else f"closed {self._close_code}"
+        state = "open" if self._phase is _Phase.OPEN else f"closed {self._close_code}"
         return f"<WebSocket {side} {self.request.path!r} {state}>"
 
     # -- public state -------------------------------------------------------
@@ -311,65 +363,78 @@ class WebSocket:
     @property
     def closed(self) -> bool:
         """True once the session is closing or closed: sending is no longer possible."""
-        return self._close_code is not None
+        return self._phase is not _Phase.OPEN
 
     # -- receiving ----------------------------------------------------------
 
     async def _next(self) -> _Item:
-        self._ops += 1
-        if self._ops & _SCHEDULE_MASK:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            # self._recv_out, not a local: a local would keep the channel alive
-            # while this frame waits, after _shed() let go of it.
-            if self._recv_out is not None:
-                try:
-                    return self._recv_out.receive_nowait()
-                except trio.WouldBlock:
-                    pass
-                except trio.EndOfChannel:
-                    raise self._closed_error() from None
-            return await self._wait_item(True)
-        return await self._wait_item(False)
+        """The next queued item: THE fast path of receive(), ``async for`` and receive_chunks().
 
-    async def _wait_item(self, empty: bool) -> _Item:
-        """The next item, waiting until there is one; always a full checkpoint.
-
-        *empty*: the caller has just checked for cancellation and found nothing
-        queued. Raises :class:`ConnectionClosed` once the channel is closed
-        and empty.
+        Trio's memory channels' rule, with the schedule point thinned out: always
+        a cancel point, checked before anything is taken (so a cancelled call
+        loses nothing); an item already queued is taken at once, and every 64th
+        call (counted per session, with :meth:`send`) then also yields to the
+        scheduler, shielded since the item is already taken; with nothing
+        queued it waits, a full checkpoint. Raises :class:`ConnectionClosed`
+        once the channel is closed and empty.
         """
-        if not empty:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        waited = False
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._ops += 1
+        # self._recv_out, not a local: a local would keep the channel alive
+        # while this frame waits, after _shed() let go of it.
+        if self._recv_out is not None:
+            try:
+                item = self._recv_out.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            except trio.EndOfChannel:
+                raise self._closed_error() from None
+            else:
+                # _taken(), inlined: this is the hottest path of a busy session.
+                self._queued -= len(item) if type(item) is not _Fragment else len(item.data)
+                if self._room is not None:
+                    self._taken(None)
+                if not self._ops & _SCHEDULE_MASK:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return item
+        # Nothing queued: wait, in this frame (an idle session's application
+        # waits on this stack for its whole life; every frame on it is memory).
         while True:
-            out = self._recv_out
-            if out is not None and not empty:
-                try:
-                    item = out.receive_nowait()
-                except trio.WouldBlock:
-                    pass
-                except trio.EndOfChannel:
-                    raise self._closed_error() from None
-                else:
-                    if not waited:
-                        await trio.lowlevel.cancel_shielded_checkpoint()
-                    return item
-            empty = False
             if self._receiver is not None:
                 # Another task already waits here: this one waits in the
                 # channel's own queue (rare: two tasks receiving at once).
-                if out is None:
+                if self._recv_out is None:
                     self._channel()
-                    out = self._recv_out
-                    assert out is not None
+                out = self._recv_out
+                assert out is not None
                 try:
-                    return await out.receive()
+                    item = await out.receive()
                 except trio.EndOfChannel:
                     raise self._closed_error() from None
+                self._taken(item)
+                return item
             self._receiver = trio.lowlevel.current_task()
-            waited = True
-            out = None  # not kept alive while waiting (see _shed)
             await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
+            if self._recv_out is not None:
+                try:
+                    item = self._recv_out.receive_nowait()
+                except trio.WouldBlock:
+                    continue
+                except trio.EndOfChannel:
+                    raise self._closed_error() from None
+                self._taken(item)
+                return item
+
+    def _taken(self, item: _Item | None) -> None:
+        # The application took *item* (None: already counted): its bytes no
+        # longer count against max_queued_bytes; a reader waiting for room may
+        # go on.
+        if item is not None:
+            self._queued -= len(item.data) if type(item) is _Fragment else len(item)
+        room = self._room
+        if room is not None and self._queued < self._config.max_queued_bytes:
+            self._room = None
+            room.set()
 
     def _abort_receive(self, _: object) -> trio.lowlevel.Abort:
         self._receiver = None
@@ -397,6 +462,11 @@ class WebSocket:
         """No more items: the application gets what is queued, then ConnectionClosed."""
         (self._recv_in or self._channel()).close()
         self._wake_receiver()
+        room = self._room
+        if room is not None:
+            # The reader waiting for room stops waiting: we are closing.
+            self._room = None
+            room.set()
 
     async def _skip_partial(self) -> None:
         # The application abandoned a chunked message: drop the rest of it.
@@ -411,36 +481,12 @@ class WebSocket:
         message received before the close has been returned. Cancelling it
         loses nothing: a message is either returned or stays queued.
         """
-        # Fast path (inlined: this is the hottest call of a busy session).
-        if not self._in_message:
-            self._ops += 1
-            if self._ops & _SCHEDULE_MASK:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                if self._recv_out is not None:  # (no local: see _next)
-                    try:
-                        item = self._recv_out.receive_nowait()
-                    except trio.WouldBlock:
-                        pass
-                    except trio.EndOfChannel:
-                        raise self._closed_error() from None
-                    else:
-                        if type(item) is not _Fragment:
-                            return item
-                        return await self._gather(item)
-                # Nothing queued: wait.
-                item = await self._wait_item(True)
-                if type(item) is not _Fragment:
-                    return item
-                return await self._gather(item)
-        return await self._receive_slow()
-
-    async def _receive_slow(self) -> str | bytes:
         if self._in_message:
             await self._skip_partial()
         item = await self._next()
-        if type(item) is not _Fragment:
-            return item
-        return await self._gather(item)
+        if type(item) is _Fragment:
+            return await self._gather(item)
+        return item
 
     async def _gather(self, item: _Fragment) -> str | bytes:
         # A message that arrived over several reads: gather its pieces.
@@ -470,36 +516,16 @@ class WebSocket:
 
     async def __anext__(self) -> str | bytes:
         """``async for message in ws``: ends quietly on a normal close (1000, 1001, 1005)."""
-        # The fast path of receive(), inlined once more for `async for` loops.
-        if not self._in_message:
-            self._ops += 1
-            if self._ops & _SCHEDULE_MASK:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                closed = False
-                if self._recv_out is not None:  # (no local: see _next)
-                    try:
-                        item = self._recv_out.receive_nowait()
-                    except trio.WouldBlock:
-                        pass
-                    except trio.EndOfChannel:
-                        closed = True  # _receive_slow raises the right error below
-                    else:
-                        if type(item) is not _Fragment:
-                            return item
-                        return await self._gather(item)
-                if not closed:
-                    try:
-                        item = await self._wait_item(True)
-                    except ConnectionClosed:
-                        pass  # as above
-                    else:
-                        if type(item) is not _Fragment:
-                            return item
-                        return await self._gather(item)
+        # receive(), with the normal close turned into the end of the loop.
         try:
-            return await self._receive_slow()
+            if self._in_message:
+                await self._skip_partial()
+            item = await self._next()
+            if type(item) is _Fragment:
+                return await self._gather(item)
+            return item
         except ConnectionClosed as exc:
-            if exc.code in (1000, 1001, 1005):
+            if exc.code in NORMAL_CLOSE_CODES:
                 raise StopAsyncIteration from None
             raise
 
@@ -514,32 +540,24 @@ class WebSocket:
         Returns once the frame is queued for the writer; waits first if more
         than ``send_buffer`` bytes are still unwritten (a slow peer). Raises
         :class:`ConnectionClosed` if the session is closing or closed.
-        Cancelling it while it waits leaves the message queued.
+        Always a cancel point, checked before anything is queued; cancelling
+        it while it waits for the writer leaves the message queued.
         """
-        self._ops += 1
-        if self._ops & _SCHEDULE_MASK:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        else:
-            await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         lock = self._send_lock
         if lock is not None and lock.locked():
             # Another task is sending a fragmented message: wait for its end.
             async with lock:
-                await self._send_frame(message, True)
-            return
-        if self._plain and self._close_code is None:
+                self._queue_message(message, True)
+        elif self._plain and self._phase is _Phase.OPEN and type(message) in (bytes, str):
             # A frame without extensions is a header and the payload (RFC 6455
             # §5.2; masked on a client): build it here, sparing wsproto's copies.
-            kind = type(message)
-            if kind is bytes:
-                payload: bytes = message  # type: ignore[assignment]
-                headers = _BINARY_HEADERS
-            elif kind is str:
-                payload = message.encode()  # type: ignore[union-attr]
+            if type(message) is str:
+                payload = message.encode()
                 headers = _TEXT_HEADERS
             else:
-                await self._send_frame(message, True)
-                return
+                payload = message  # type: ignore[assignment]
+                headers = _BINARY_HEADERS
             deflater = self._deflater
             if deflater is not None:
                 # RFC 7692 §7.2.1: the payload compressed, RSV1 on the frame.
@@ -563,13 +581,22 @@ class WebSocket:
                     send_in.send_nowait(_long_header(headers[0][0], n))
                     send_in.send_nowait(payload)
                 self._pending += n + (2 if n < 126 else 4 if n < 65536 else 10)
-            if self._pending > self._config.send_buffer:
-                await self._wait_drained()
-            return
-        await self._send_frame(message, True)
+        else:
+            self._queue_message(message, True)
+        await self._sent()
 
-    async def _send_frame(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
-        if self._close_code is not None:
+    async def _sent(self) -> None:
+        """The end of every send (the one rule): wait while more than ``send_buffer``
+        bytes are unwritten, else yield to the scheduler on every 64th call."""
+        self._ops += 1
+        if self._pending > self._config.send_buffer:
+            await self._wait_drained()
+        elif not self._ops & _SCHEDULE_MASK:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _queue_message(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
+        # One frame through wsproto (extensions, or a type the fast path skips).
+        if self._phase is not _Phase.OPEN:
             raise self._closed_error()
         conn = self._conn
         if conn is None:
@@ -587,13 +614,19 @@ class WebSocket:
             send_in = self._start_writer()
         send_in.send_nowait(frame)
         self._pending += len(frame)
-        if self._pending > self._config.send_buffer:
-            await self._wait_drained()
+
+    async def _send_frame(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
+        # One frame of send_fragments(): the same rule as send().
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._queue_message(data, fin)
+        await self._sent()
 
     async def _wait_drained(self) -> None:
         limit = self._config.send_buffer
         while self._pending > limit:
-            if self._finished:
+            done = self._writer_done
+            if self._phase is _Phase.CLOSED or done is None or done.is_set():
+                # No writer left to take the bytes (the stream broke).
                 raise self._closed_error()
             event = self._drained
             if event is None:
@@ -662,7 +695,7 @@ class WebSocket:
         elif len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
         await trio.lowlevel.checkpoint()
-        if self._close_code is not None:
+        if self._phase is not _Phase.OPEN:
             raise self._closed_error()
         if self._pings is None:
             self._pings = {}
@@ -707,7 +740,7 @@ class WebSocket:
         return self._make_conn() if self._conn is None else self._conn
 
     def _start_close(self, code: int, reason: str) -> None:
-        if self._close_code is None and self._state() is _OPEN:
+        if self._phase is _Phase.OPEN and self._state() is _OPEN:
             self._set_closed(code, reason)
             self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
             # The application learns at once that the session is closing; what the
@@ -715,17 +748,18 @@ class WebSocket:
             self._close_receive()
 
     async def _wait_done(self) -> None:
-        if self._finished:
+        if self._phase is _Phase.CLOSED:
             await trio.lowlevel.checkpoint()
             return
-        if self._done is None:
-            self._done = trio.Event()
+        done = self._done
+        if done is None:
+            done = self._done = trio.Event()
         with trio.move_on_after(self._config.close_timeout):
-            await self._done.wait()
-        if not self._finished:
+            await done.wait()
+        if not done.is_set():  # (set when the phase becomes CLOSED)
             self._set_closed(1006, "close timed out")
             await self._kill()
-            await self._done.wait()
+            await done.wait()
 
     async def _kill(self) -> None:
         # Closing the stream wakes the reader and writer with ClosedResourceError.
@@ -735,7 +769,8 @@ class WebSocket:
     # -- internals shared by the tasks --------------------------------------
 
     def _set_closed(self, code: int, reason: str) -> None:
-        if self._close_code is None:
+        if self._phase is _Phase.OPEN:
+            self._phase = _Phase.CLOSING
             self._close_code = code
             self._close_reason = reason
 
@@ -775,7 +810,7 @@ class WebSocket:
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send Close with *code*, stop reading."""
-        if self._close_code is None and self._state() is _OPEN:
+        if self._phase is _Phase.OPEN and self._state() is _OPEN:
             self._set_closed(code, reason)
             self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
         self._close_receive()
@@ -822,7 +857,7 @@ class WebSocket:
         # only adds a coroutine frame and a context manager to the idle stack
         # (~0.6 KiB) to turn OSError into stream errors, done here instead.
         receive = stream.socket.recv if type(stream) is trio.SocketStream else stream.receive_some
-        how: int | None = _LOST
+        how: _End | None = _End.LOST
         try:
             how = await self._dispatch() if self._conn is not None else None  # prefetched
             while how is None:
@@ -831,7 +866,7 @@ class WebSocket:
                 except OSError:
                     data = b""  # the socket broke (a reset...): as at EOF
                 if not data:
-                    how = _LOST
+                    how = _End.LOST
                     break
                 # Read more at once while data flows, less when it trickles.
                 n = len(data)
@@ -845,128 +880,204 @@ class WebSocket:
                 if how is None and self._pending > config.send_buffer:
                     # Our pongs pile up: stop reading until the peer takes them.
                     await self._wait_drained()
-            if how != _LOST:
+            if how is not _End.LOST:
                 await self._wind_down(how)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
+            # ConnectionClosed: the writer died while the reader waited for it.
             pass
         finally:
             self._set_closed(1006, "connection lost")
             self._wake_everyone()
-            if self._shutdown is not None:
-                unwatch_drain(self, self._shutdown)
+            if self._drain is not None:
+                unwatch_drain(self, self._drain)
+                self._drain = None
+            if self._keeper is not None:
+                stop_keepalive(self._keeper)
+                self._keeper = None
             await self._kill()
-            self._finished = True
+            self._phase = _Phase.CLOSED
             if self._done is not None:
                 self._done.set()
 
-    async def _deliver(self, item: _Item) -> None:
+    async def _deliver(self, item: _Item, n: int) -> None:
+        """Queue *item* (*n* bytes or characters) for the application; wait for room.
+
+        Waits while the channel is full (``receive_queue`` items) and, once
+        the item is queued, while more than ``max_queued_bytes`` are.
+        """
         send_in = self._recv_in or self._channel()
+        self._queued += n
         try:
             send_in.send_nowait(item)
         except trio.WouldBlock:
             # Full: the application must run before there is room.
             self._wake_receiver()
-            # A local close may begin meanwhile (ClosedResourceError).
-            with contextlib.suppress(trio.ClosedResourceError):
+            try:
                 await send_in.send(item)
+            except trio.ClosedResourceError:
+                # A local close began meanwhile: the item is dropped.
+                self._queued -= n
+                return
         except trio.ClosedResourceError:
+            self._queued -= n
             return
         if self._receiver is not None:
             self._wake_receiver()
+        if self._queued >= self._config.max_queued_bytes:
+            await self._wait_room()
 
-    async def _dispatch(self) -> int | None:
+    async def _wait_room(self) -> None:
+        # Stop reading (backpressure) until the application has taken enough,
+        # or the session is closing (what the peer sends then is dropped).
+        limit = self._config.max_queued_bytes
+        while self._queued >= limit and self._phase is _Phase.OPEN:
+            room = self._room = trio.Event()
+            await room.wait()
+
+    async def _dispatch(self) -> _End | None:
         """Hand on every event parsed so far; return how to wind down, or None to go on.
 
         Pieces of one message parsed from the same read (a peer may send
-        hundreds of tiny fragments) go to the application as one item.
+        hundreds of tiny fragments) go to the application as one item. Every
+        ``_EVENTS_PER_TURN`` events the reader yields to the scheduler, so that
+        one read full of tiny frames cannot keep other connections waiting.
         """
         conn = self._conn
         assert conn is not None
-        limit = self._config.max_message_size
+        config = self._config
+        limit = config.max_message_size
+        max_frames = config.max_fragments
         # Pieces of the current message gathered from this read, if any.
         pieces: list[str | bytes] | None = None
         # The current message began in this read (so it may go out whole).
         began_here = False
         # Some message was passed on in this call.
         delivered = False
-        for event in conn.events():
-            cls = type(event)
-            if cls is TextMessage or cls is BytesMessage:
-                if self._close_code is not None:
-                    continue  # we are closing: drop it
-                data = event.data  # type: ignore[attr-defined]
-                finished = event.message_finished  # type: ignore[attr-defined]
-                if finished and pieces is None and self._msg_size < 0:
-                    # The common case: a whole message in one event.
-                    if limit is not None and len(data) > limit:
-                        self._fail(1009, "message too big")
-                        return _FAILED
-                    delivered = True
-                    try:
-                        (self._recv_in or self._channel()).send_nowait(data)
-                    except trio.WouldBlock:
-                        await self._deliver(data)
-                    except trio.ClosedResourceError:
-                        pass
-                    else:
+        # Pongs owed for pings of this read, queued as one item (a flood of
+        # empty pings must not become a flood of tiny objects).
+        pongs: bytearray | None = None
+        turn = _EVENTS_PER_TURN
+        try:
+            for event in conn.events():
+                turn -= 1
+                if not turn:
+                    turn = _EVENTS_PER_TURN
+                    await trio.lowlevel.checkpoint()
+                cls = type(event)
+                if cls is TextMessage or cls is BytesMessage:
+                    if self._phase is not _Phase.OPEN:
+                        continue  # we are closing: drop it
+                    data = event.data  # type: ignore[attr-defined]
+                    finished = event.message_finished  # type: ignore[attr-defined]
+                    if finished and pieces is None and self._msg_size < 0:
+                        # The common case: a whole message in one event.
+                        n = len(data)
+                        if limit is not None and n > limit:
+                            self._fail(1009, "message too big")
+                            return _End.FAILED
+                        delivered = True
+                        self._queued += n
+                        try:
+                            (self._recv_in or self._channel()).send_nowait(data)
+                        except trio.WouldBlock:
+                            self._queued -= n
+                            await self._deliver(data, n)
+                            continue
+                        except trio.ClosedResourceError:
+                            self._queued -= n
+                            continue
                         if self._receiver is not None:
                             self._wake_receiver()
-                    continue
-                size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
-                if limit is not None and size > limit:
-                    self._fail(1009, "message too big")
-                    return _FAILED
-                if pieces is None:
-                    began_here = self._msg_size < 0
-                    pieces = [data]
-                else:
-                    pieces.append(data)
-                if finished:
-                    whole = _join(pieces)
-                    pieces = None
-                    self._msg_size = -1
-                    delivered = True
-                    await self._deliver(whole if began_here else _Fragment(whole, True))
-                else:
-                    self._msg_size = size
-            elif cls is Ping:
-                if conn.state is _OPEN and self._close_code is None:
-                    self._queue(conn.send(event.response()))  # type: ignore[attr-defined]
-            elif cls is Pong:
-                self._on_pong(event.payload)  # type: ignore[attr-defined]
-            elif cls is CloseConnection:
-                assert isinstance(event, CloseConnection)
-                state = conn.state
-                if state is _REMOTE_CLOSING:
-                    # The peer closes first: echo its code (RFC 6455 §5.5.1).
-                    self._set_closed(event.code, event.reason or "")
-                    self._queue_final(conn.send(event.response()))
-                    self._close_receive()
-                    return _HANDSHAKE_DONE
-                if state is _CLOSED:
-                    return _HANDSHAKE_DONE  # the answer to our Close
-                # wsproto reports a protocol violation as a CloseConnection
-                # without changing state: we fail the connection with its code.
-                if state is _OPEN:
-                    if delivered:
-                        # Messages that arrived before the violation were just
-                        # passed on: let the application answer them before our
-                        # Close goes out (two turns of the scheduler, no more).
-                        await trio.lowlevel.checkpoint()
-                        await trio.lowlevel.checkpoint()
-                    self._fail(event.code, event.reason or "protocol error")
-                return _FAILED
+                        if self._queued >= config.max_queued_bytes:
+                            await self._wait_room()
+                        continue
+                    size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
+                    self._frame_size += len(data)
+                    if event.frame_finished:  # type: ignore[attr-defined]
+                        if not finished and self._frame_size < _MIN_FRAME_COST:
+                            size += _MIN_FRAME_COST - self._frame_size
+                        self._frame_size = 0
+                        self._msg_frames += 1
+                        if max_frames is not None:
+                            self._msg_frames += joined_frames(conn)
+                        if max_frames is not None and self._msg_frames > max_frames:
+                            self._fail(1008, "too many fragments")
+                            return _End.FAILED
+                    if limit is not None and size > limit:
+                        self._fail(1009, "message too big")
+                        return _End.FAILED
+                    if pieces is None:
+                        began_here = self._msg_size < 0
+                        pieces = [data]
+                    else:
+                        pieces.append(data)
+                    if finished:
+                        whole = _join(pieces)
+                        pieces = None
+                        self._msg_size = -1
+                        self._msg_frames = 0
+                        delivered = True
+                        await self._deliver(
+                            whole if began_here else _Fragment(whole, True), len(whole)
+                        )
+                    else:
+                        self._msg_size = size
+                elif cls is Ping:
+                    if conn.state is _OPEN and self._phase is _Phase.OPEN:
+                        pong = conn.send(event.response())  # type: ignore[attr-defined]
+                        if pongs is None:
+                            pongs = bytearray(pong)
+                        else:
+                            pongs += pong
+                        if self._pending + len(pongs) > config.send_buffer:
+                            # The peer does not read its pongs: stop reading
+                            # until it does (the bound on what we owe it).
+                            self._queue(bytes(pongs))
+                            pongs = None
+                            await self._wait_drained()
+                elif cls is Pong:
+                    self._on_pong(event.payload)  # type: ignore[attr-defined]
+                elif cls is CloseConnection:
+                    assert isinstance(event, CloseConnection)
+                    if pongs is not None:
+                        self._queue(bytes(pongs))  # before our Close, the last frame
+                        pongs = None
+                    state = conn.state
+                    if state is _REMOTE_CLOSING:
+                        # The peer closes first: echo its code (RFC 6455 §5.5.1).
+                        self._set_closed(event.code, event.reason or "")
+                        self._queue_final(conn.send(event.response()))
+                        self._close_receive()
+                        return _End.HANDSHAKE_DONE
+                    if state is _CLOSED:
+                        return _End.HANDSHAKE_DONE  # the answer to our Close
+                    # wsproto reports a protocol violation as a CloseConnection
+                    # without changing state: we fail the connection with its code.
+                    if state is _OPEN:
+                        if delivered:
+                            # Messages that arrived before the violation were just
+                            # passed on: let the application answer them before our
+                            # Close goes out (two turns of the scheduler, no more).
+                            await trio.lowlevel.checkpoint()
+                            await trio.lowlevel.checkpoint()
+                        self._fail(event.code, event.reason or "protocol error")
+                    return _End.FAILED
+        finally:
+            # Pongs still owed, unless our Close already went (nothing may follow it).
+            if pongs is not None and self._phase is _Phase.OPEN and conn.state is _OPEN:
+                self._queue(bytes(pongs))
         if pieces is not None:
-            await self._deliver(_Fragment(_join(pieces), False))
+            whole = _join(pieces)
+            await self._deliver(_Fragment(whole, False), len(whole))
         return None
 
-    async def _wind_down(self, how: int) -> None:
+    async def _wind_down(self, how: _End) -> None:
         """After Close frames: flush, let the peer see our end, then close (bounded)."""
         stream = self._stream
         with trio.move_on_after(self._config.close_timeout):
             if self._writer_done is not None:
                 await self._writer_done.wait()
-            if how == _FAILED and isinstance(stream, trio.abc.HalfCloseableStream):
+            if how is _End.FAILED and isinstance(stream, trio.abc.HalfCloseableStream):
                 # Half-close and drain, so that unread bytes of the peer do not
                 # turn our close into a reset that could destroy our Close frame.
                 try:
@@ -975,7 +1086,7 @@ class WebSocket:
                     return
                 while await stream.receive_some(self._config.max_read_size):
                     pass
-            elif how == _HANDSHAKE_DONE and self._client:
+            elif how is _End.HANDSHAKE_DONE and self._client:
                 # RFC 6455 §7.1.1: the server closes the TCP connection first.
                 while await stream.receive_some(self._config.min_read_size):
                     pass
@@ -1050,22 +1161,37 @@ class WebSocket:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The peer is gone: stop the reader too.
             self._set_closed(1006, "connection lost")
+            # Wake the reader too, wherever it waits (for room, for us).
+            self._wake_everyone()
             await self._kill()
         finally:
             done.set()
+            event = self._drained
+            if event is not None:
+                # Whoever waits for the writer sees that it is gone.
+                self._drained = None
+                event.set()
 
     # -- lifecycle ----------------------------------------------------------
 
     def _start(self, nursery: trio.Nursery, shutdown: Shutdown | None) -> None:
-        """Start the reader in *nursery*; watch *shutdown*'s drain; arm keepalive."""
+        """Start the reader in *nursery*; watch *shutdown*'s drain; arm keepalive.
+
+        The shared drain watcher and keeper run in the server's service
+        nursery when this is a server's connection, else in *nursery*.
+        """
         self._nursery = nursery
         nursery.start_soon(self._reader)
+        services = nursery
+        if not self._client:
+            conn = current_connection()
+            if conn is not None and conn.services is not None:
+                services = conn.services
         if shutdown is not None:
-            self._shutdown = shutdown
-            watch_drain(self, shutdown)
+            self._drain = watch_drain(self, shutdown, services)
         interval = self._config.ping_interval
         if interval is not None:
-            schedule_keepalive(self, trio.current_time() + interval)
+            self._keeper = start_keepalive(self, trio.current_time() + interval, services)
 
     async def _end(self, error: BaseException | None) -> None:
         """Close after the application's part ended (normally or with *error*)."""
@@ -1084,9 +1210,18 @@ class WebSocket:
             self._set_closed(1006, "cancelled")
             await self._kill()
 
-    async def _keepalive_tick(self, now: float) -> float | None:
-        """Called by the keeper: ping, check the last pong, or give up; return the next time."""
-        if self._close_code is not None:
+    # -- what the shared tasks call (the _keeper.Kept protocol) --------------
+
+    def drain_close(self) -> None:
+        """The server drains: start closing with 1001 (called by the drain watcher)."""
+        self._start_close(1001, "server shutting down")
+
+    def keepalive_tick(self, now: float) -> float | None:
+        """Ping, check the last pong, or give up; return when to be called again.
+
+        Called by the keeper (see :mod:`._keeper`), never by applications.
+        """
+        if self._phase is not _Phase.OPEN:
             return None
         config = self._config
         assert config.ping_interval is not None
@@ -1098,13 +1233,13 @@ class WebSocket:
             if now < last.sent + config.ping_timeout:
                 return last.sent + config.ping_timeout
             # No pong within ping_timeout: fail (1011), drop the connection soon.
-            # The wait for the Close to go out happens in a task of its own: the
-            # keeper serves every session and must not wait on one dead peer.
+            # The wait for the Close to go out happens in a task of the
+            # session's nursery: the keeper serves every session and must not
+            # wait on one dead peer.
             self._fail(1011, "keepalive ping timeout")
             self._wake_everyone()
-            trio.lowlevel.spawn_system_task(
-                _drop_after_close, self, name="trio_upgrade.ws ping timeout"
-            )
+            assert self._nursery is not None
+            self._nursery.start_soon(self._drop_after_close)
             return None
         if last is not None and now < last.sent + config.ping_interval:
             return last.sent + config.ping_interval
@@ -1114,6 +1249,13 @@ class WebSocket:
         waiter = self._pings[payload] = self._keepalive_ping = _PingWaiter(now, None)
         self._queue(self._proto().send(Ping(payload=payload)))
         return waiter.sent + min(config.ping_interval, config.ping_timeout)
+
+    async def _drop_after_close(self) -> None:
+        # Give a failed session's Close frame a moment to go out, then drop the stream.
+        with trio.move_on_after(min(self._config.close_timeout, 1.0)):
+            if self._writer_done is not None:
+                await self._writer_done.wait()
+        await self._kill()
 
     def _shed(self) -> None:
         """Let a quiet session go of its writer and receive channel; made again on use.
@@ -1140,20 +1282,6 @@ class WebSocket:
             ):
                 # Nobody holds it: an application task waits in _receiver.
                 self._recv_in = self._recv_out = None
-
-
-async def _drop_after_close(ws: WebSocket) -> None:
-    """Give a failed session's Close frame a moment to go out, then drop the stream.
-
-    Runs as a system task, so it never lets an exception out.
-    """
-    try:
-        with trio.move_on_after(min(ws._config.close_timeout, 1.0)):
-            if ws._writer_done is not None:
-                await ws._writer_done.wait()
-        await ws._kill()
-    except Exception:  # pragma: no cover - _kill closes forcefully and does not raise
-        logger.exception("dropping a session after a keepalive timeout failed")
 
 
 @final
