@@ -1,0 +1,439 @@
+"""The two request parsers behind :class:`~._protocol.ServerProtocol`: h11 (pure
+Python, always there) and httptools (llhttp, the parser of Node and uvicorn; the
+``speedups`` extra).
+
+A parser only tokenises: it turns bytes into request heads, body pieces and the
+end of each request, and says where the bytes of one request end. Every
+decision about what those mean (keep-alive, the framing policy, limits on the
+whole head, the status of each error) is the protocol object's, made once for
+both. Each parser raises :class:`ParseError` with the status owed for what it
+refuses itself (a malformed line, a head still incomplete past the limit) and
+:class:`IncompleteBody` when the peer closed in the middle of a body.
+
+Events (from :meth:`next_head` and :meth:`next_body`): a head as
+``(method, target, headers, http_version)`` with lower-cased field names;
+body bytes; ``b""`` at the end of the body; :data:`NEED_DATA`; ``None`` from
+:meth:`next_head` when the peer closed cleanly between requests.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.util
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol, final
+
+import h11
+
+from .._wire._errors import TrioUpgradeError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+__all__ = [
+    "NEED_DATA",
+    "IncompleteBody",
+    "ParseError",
+    "RequestParser",
+    "have_httptools",
+    "make_parser",
+    "resolve_parser",
+]
+
+
+class _NeedData(enum.Enum):
+    NEED_DATA = enum.auto()
+
+
+NEED_DATA: Final = _NeedData.NEED_DATA
+"""Returned when more bytes must be fed before anything can be said."""
+
+Head: TypeAlias = "tuple[bytes, bytes, Sequence[tuple[bytes, bytes]], bytes]"
+
+PARSERS: Final = ("auto", "h11", "httptools")
+
+
+class ParseError(TrioUpgradeError):
+    """The parser refused the bytes; *status* is the answer owed."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+class IncompleteBody(TrioUpgradeError):
+    """The peer closed the connection before the end of the request body."""
+
+
+def _closed_mid_body() -> NoReturn:
+    raise IncompleteBody("the connection closed before the end of the request body")
+
+
+def have_httptools() -> bool:
+    """Whether httptools can be imported (without importing it)."""
+    return importlib.util.find_spec("httptools") is not None
+
+
+def resolve_parser(name: str) -> str:
+    """``"h11"`` or ``"httptools"`` for a configured *name*; ``"auto"`` picks
+    httptools when it is installed. Raises ``ValueError`` for an unknown name
+    and ``RuntimeError`` for ``"httptools"`` when it is not installed."""
+    if name not in PARSERS:
+        raise ValueError(f"parser must be one of {', '.join(PARSERS)}, not {name!r}")
+    if name == "h11":
+        return name
+    if have_httptools():
+        return "httptools"
+    if name == "auto":
+        return "h11"
+    raise RuntimeError(
+        'parser="httptools" needs the httptools package: pip install "trio-upgrade[speedups]"'
+    )
+
+
+class RequestParser(Protocol):
+    """What :class:`~._protocol.ServerProtocol` needs of a parser."""
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes read from the peer; ``b""`` means the peer closed its side."""
+
+    def next_head(self) -> Head | _NeedData | None:
+        """The next request head (see the module docstring)."""
+
+    def next_body(self) -> bytes | _NeedData:
+        """The next piece of the current body, ``b""`` at its end."""
+
+    @property
+    def has_buffered_data(self) -> bool:
+        """Whether bytes past the current request are already here."""
+
+    @property
+    def trailing_data(self) -> bytes:
+        """The bytes received past the current request, exactly (once it is complete)."""
+
+    def next_cycle(self) -> None:
+        """The current request is done: get ready to parse the next."""
+
+
+def make_parser(name: str, max_head_size: int) -> RequestParser:
+    """A parser by its resolved *name* (:func:`resolve_parser`)."""
+    if name == "httptools":
+        return HttptoolsParser(max_head_size)
+    return H11Parser(max_head_size)
+
+
+@final
+class H11Parser:
+    """h11, one fresh connection object per request, fed what was read past
+    the previous one (cheaper than stepping h11's response state machine)."""
+
+    __slots__ = ("_conn", "_max_head_size")
+
+    def __init__(self, max_head_size: int) -> None:
+        self._max_head_size = max_head_size
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+
+    def receive_data(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+
+    def next_head(self) -> Head | _NeedData | None:
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ParseError(exc.error_status_hint, str(exc)) from None
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        if type(event) is not h11.Request:
+            # ConnectionClosed: the peer closed between requests.
+            return None
+        return event.method, event.target, event.headers, event.http_version
+
+    def next_body(self) -> bytes | _NeedData:
+        conn = self._conn
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            if conn.trailing_data[1]:
+                # h11's word for an EOF before the end of the body.
+                _closed_mid_body()
+            raise ParseError(exc.error_status_hint, str(exc)) from None
+        if type(event) is h11.Data:
+            return bytes(event.data)
+        if type(event) is h11.EndOfMessage:
+            return b""
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        _closed_mid_body()
+
+    @property
+    def has_buffered_data(self) -> bool:
+        return bool(self._conn.trailing_data[0])
+
+    @property
+    def trailing_data(self) -> bytes:
+        return bytes(self._conn.trailing_data[0])
+
+    def next_cycle(self) -> None:
+        leftover, eof = self._conn.trailing_data
+        conn = self._conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=self._max_head_size
+        )
+        if leftover:
+            conn.receive_data(leftover)
+        if eof:
+            conn.receive_data(b"")
+
+
+# What llhttp's messages mean as statuses. Everything else it refuses is a
+# malformed request (400), as with h11.
+def _llhttp_status(exc: Exception) -> int:
+    text = str(exc).lower()
+    if "version" in text:
+        return 505
+    return 400
+
+
+class _Message(enum.IntEnum):
+    """Where llhttp is in the stream."""
+
+    BETWEEN = 0
+    HEAD = 1
+    BODY = 2
+
+
+_END: Final = b""
+
+
+@final
+class HttptoolsParser:
+    """llhttp through httptools: one parser per connection (it parses pipelined
+    requests as they come), its callbacks queuing events.
+
+    llhttp runs on past the end of a request within one read, and httptools
+    tells no byte offset except at an Upgrade. So that a takeover gets exactly
+    the bytes sent after its request, the bytes read since the last point
+    where llhttp stood between requests at the end of a read are kept (almost
+    always none: a read usually ends with a request), and on demand h11 finds
+    where the current request ends in them. Past ``max_head_size + 64 KiB`` they
+    are dropped (memory per connection stays bounded); a takeover that then
+    needs them is refused (400).
+    """
+
+    __slots__ = (
+        "_base",
+        "_done",
+        "_eof",
+        "_error",
+        "_events",
+        "_fields",
+        "_head_bytes",
+        "_index",
+        "_max_head_size",
+        "_parser",
+        "_paused",
+        "_raw",
+        "_raw_cap",
+        "_state",
+        "_url",
+    )
+
+    def __init__(self, max_head_size: int) -> None:
+        self._max_head_size = max_head_size
+        self._raw_cap = max_head_size + 64 * 1024
+        self._events: deque[object] = deque()
+        self._eof = False
+        self._new_parser()
+
+    def _new_parser(self) -> None:
+        import httptools
+
+        self._parser = parser = httptools.HttpRequestParser(self)
+        # Any digit.digit version is read, as h11 does: the protocol answers
+        # 505 to a major version other than 1 and 1.1 to a later minor one.
+        # Every other leniency stays off (CL with TE, TE in HTTP/1.0, bad
+        # chunk sizes, bare LF...: refused, as h11 and the protocol refuse them).
+        parser.set_dangerous_leniencies(lenient_version=True)
+        self._state = _Message.BETWEEN
+        self._url = b""
+        self._fields: list[tuple[bytes, bytes]] = []
+        # Bytes fed while the current head is incomplete (431 past the limit).
+        self._head_bytes = 0
+        # Set after an Upgrade pause or an error: llhttp is fed nothing more.
+        self._paused = False
+        self._error: ParseError | None = None
+        # Requests llhttp completed, and the one the protocol is on.
+        self._done = 0
+        self._index = 0
+        # Bytes read since the end of request number _base (0: since the
+        # parser began); None when dropped.
+        self._raw: bytearray | None = bytearray()
+        self._base = 0
+
+    # llhttp's callbacks ------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._state = _Message.HEAD
+        self._url = b""
+        self._fields = []
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._state is _Message.HEAD:
+            self._fields.append((name.lower(), value))
+        # Fields after the body are a chunked trailer: read and dropped, as h11 does.
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        self._events.append(
+            (
+                parser.get_method(),
+                self._url,
+                self._fields,
+                parser.get_http_version().encode("ascii"),
+            )
+        )
+        self._state = _Message.BODY
+
+    def on_body(self, body: bytes) -> None:
+        self._events.append(body)
+
+    def on_message_complete(self) -> None:
+        self._events.append(_END)
+        self._state = _Message.BETWEEN
+        self._done += 1
+
+    # Feeding -----------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if not data:
+            self._eof = True
+            return
+        if self._paused:
+            self._keep(data)
+            return
+        try:
+            self._parser.feed_data(data)
+        except Exception as exc:
+            import httptools
+
+            if isinstance(exc, httptools.HttpParserUpgrade):
+                # The request is complete; what follows is not HTTP (or is
+                # the next request, if the Upgrade is answered plainly).
+                offset = exc.args[0]
+                if self._state is not _Message.BETWEEN:
+                    self.on_message_complete()
+                self._paused = True
+                self._raw = bytearray(data[offset:])
+                self._base = self._done
+                return
+            self._paused = True
+            self._error = ParseError(_llhttp_status(exc), f"malformed request: {exc}")
+            self._events.append(self._error)
+            # Requests before the fault may still be taken over.
+            self._keep(data)
+            return
+        state = self._state
+        if state is _Message.HEAD:
+            self._head_bytes += len(data)
+            if self._head_bytes > self._max_head_size:
+                self._paused = True
+                self._error = ParseError(431, "Request head too large")
+                self._events.append(self._error)
+        if state is _Message.BETWEEN and self._done - self._index <= 1:
+            # llhttp stands between requests and has nothing queued past the
+            # current one: what follows starts exactly here.
+            self._raw = bytearray()
+            self._base = self._done
+        else:
+            self._keep(data)
+
+    def _keep(self, data: bytes) -> None:
+        raw = self._raw
+        if raw is not None:
+            raw += data
+            if len(raw) > self._raw_cap:
+                self._raw = None
+
+    # Events ------------------------------------------------------------------
+
+    def _pop(self) -> object:
+        events = self._events
+        if events:
+            event = events.popleft()
+            if type(event) is ParseError:
+                raise event
+            return event
+        return NEED_DATA
+
+    def next_head(self) -> Head | _NeedData | None:
+        event = self._pop()
+        if event is NEED_DATA:
+            if self._eof:
+                if self._state is _Message.BETWEEN:
+                    return None
+                raise ParseError(400, "the connection closed in the middle of a request head")
+            return NEED_DATA
+        if type(event) is tuple:
+            return event
+        raise AssertionError(f"a body event where a head was expected: {event!r}")
+
+    def next_body(self) -> bytes | _NeedData:
+        event = self._pop()
+        if event is NEED_DATA:
+            if self._eof:
+                _closed_mid_body()
+            return NEED_DATA
+        if type(event) is bytes:
+            return event
+        raise AssertionError(f"a head where a body was expected: {event!r}")
+
+    @property
+    def has_buffered_data(self) -> bool:
+        if self._events or self._state is not _Message.BETWEEN:
+            return True
+        return self._paused and bool(self._raw)
+
+    @property
+    def trailing_data(self) -> bytes:
+        raw = self._raw
+        if raw is None:
+            raise ParseError(400, "too much was read past the request to hand it over")
+        skip = self._index + 1 - self._base
+        if skip <= 0:
+            return bytes(raw)
+        return _past_requests(bytes(raw), skip)
+
+    def next_cycle(self) -> None:
+        events = self._events
+        # The end of a request without a body was never asked for.
+        while events and type(events[0]) is bytes:
+            if not events.popleft():
+                break
+        self._index += 1
+        if self._paused and self._error is None and not self._events:
+            # After an Upgrade answered plainly: a fresh parser for what follows.
+            leftover = self._raw
+            eof = self._eof
+            self._new_parser()
+            if leftover:
+                self.receive_data(bytes(leftover))
+            self._eof = eof
+
+
+def _past_requests(data: bytes, count: int) -> bytes:
+    """What follows the first *count* requests in *data* (h11 finds their ends)."""
+    for _ in range(count):
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(data) + 1)
+        conn.receive_data(data)
+        while True:
+            event = conn.next_event()
+            if type(event) is h11.EndOfMessage:
+                break
+            if event is h11.NEED_DATA or type(event) is h11.ConnectionClosed:
+                raise ParseError(400, "the request's end could not be found")
+        data = bytes(conn.trailing_data[0])
+    return data
