@@ -128,13 +128,22 @@ class H11Parser:
     """h11, one fresh connection object per request, fed what was read past
     the previous one (cheaper than stepping h11's response state machine)."""
 
-    __slots__ = ("_conn", "_max_head_size")
+    __slots__ = ("_conn", "_max_head_size", "_started")
 
     def __init__(self, max_head_size: int) -> None:
         self._max_head_size = max_head_size
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        # Whether a byte of this request was fed (empty lines before it are not).
+        self._started = False
 
     def receive_data(self, data: bytes) -> None:
+        if not self._started and data:
+            # RFC 9112 §2.2: empty lines before a request line are ignored
+            # (llhttp does; h11 would refuse them).
+            data = data.lstrip(b"\r\n")
+            if not data:
+                return
+            self._started = True
         self._conn.receive_data(data)
 
     def next_head(self) -> Head | _NeedData | None:
@@ -179,18 +188,18 @@ class H11Parser:
         conn = self._conn = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self._max_head_size
         )
+        self._started = False
         if leftover:
-            conn.receive_data(leftover)
+            self.receive_data(bytes(leftover))
         if eof:
             conn.receive_data(b"")
 
 
-# What llhttp's messages mean as statuses. Everything else it refuses is a
-# malformed request (400), as with h11.
 def _llhttp_status(exc: Exception) -> int:
-    text = str(exc).lower()
-    if "version" in text:
-        return 505
+    """The status for what llhttp refused when h11 cannot be asked: 501 for a
+    transfer coding other than a single chunked (as h11), else 400."""
+    if "invalid `transfer-encoding`" in str(exc).lower():
+        return 501
     return 400
 
 
@@ -222,6 +231,7 @@ class HttptoolsParser:
 
     __slots__ = (
         "_base",
+        "_delegate",
         "_done",
         "_eof",
         "_error",
@@ -251,9 +261,16 @@ class HttptoolsParser:
         self._parser = parser = httptools.HttpRequestParser(self)
         # Any digit.digit version is read, as h11 does: the protocol answers
         # 505 to a major version other than 1 and 1.1 to a later minor one.
-        # Every other leniency stays off (CL with TE, TE in HTTP/1.0, bad
-        # chunk sizes, bare LF...: refused, as h11 and the protocol refuse them).
-        parser.set_dangerous_leniencies(lenient_version=True)
+        # Every other leniency stays off: Content-Length with
+        # Transfer-Encoding, a bad chunk size, data after "Connection: close"
+        # are refused, as h11 and the protocol refuse them.
+        # Spaces after a chunk size and a bare LF ending a line are read too,
+        # as h11 reads them (RFC 9112 §2.2 allows the LF).
+        parser.set_dangerous_leniencies(
+            lenient_version=True,
+            lenient_spaces_after_chunk_size=True,
+            lenient_optional_cr_before_lf=True,
+        )
         self._state = _Message.BETWEEN
         self._url = b""
         self._fields: list[tuple[bytes, bytes]] = []
@@ -262,6 +279,8 @@ class HttptoolsParser:
         # Set after an Upgrade pause or an error: llhttp is fed nothing more.
         self._paused = False
         self._error: ParseError | None = None
+        # h11, reading the body of an Upgrade request (httptools will not).
+        self._delegate: h11.Connection | None = None
         # Requests llhttp completed, and the one the protocol is on.
         self._done = 0
         self._index = 0
@@ -283,19 +302,18 @@ class HttptoolsParser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._state is _Message.HEAD:
-            self._fields.append((name.lower(), value))
+            # llhttp keeps the whitespace that ends a value; h11 does not (RFC 9110 §5.5).
+            self._fields.append((name.lower(), value.rstrip(b" \t")))
         # Fields after the body are a chunked trailer: read and dropped, as h11 does.
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        self._events.append(
-            (
-                parser.get_method(),
-                self._url,
-                self._fields,
-                parser.get_http_version().encode("ascii"),
-            )
-        )
+        version = parser.get_http_version()
+        if version == "0.9":
+            # A request line without a version (HTTP/0.9), or "HTTP/0.9":
+            # refused, with the status h11 and the protocol give it.
+            raise ParseError(400, "HTTP/0.9")
+        self._events.append((parser.get_method(), self._url, self._fields, version.encode()))
         self._state = _Message.BODY
 
     def on_body(self, body: bytes) -> None:
@@ -309,6 +327,9 @@ class HttptoolsParser:
     # Feeding -----------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
+        if self._delegate is not None:
+            self._delegate.receive_data(data)
+            return
         if not data:
             self._eof = True
             return
@@ -327,14 +348,33 @@ class HttptoolsParser:
                 if self._state is not _Message.BETWEEN:
                     self.on_message_complete()
                 self._paused = True
+                if _declares_body(self._fields):
+                    # httptools skips the body of an Upgrade request, taking it
+                    # for the new protocol's bytes; it is the request's.
+                    self._read_body_with_h11(data)
+                    return
                 self._raw = bytearray(data[offset:])
                 self._base = self._done
                 return
             self._paused = True
-            self._error = ParseError(_llhttp_status(exc), f"malformed request: {exc}")
-            self._events.append(self._error)
             # Requests before the fault may still be taken over.
             self._keep(data)
+            events = self._events
+            state = self._state
+            if (
+                state is _Message.BODY
+                and events
+                and type(events[-1]) is tuple
+                and "transfer-encoding" in str(exc).lower()
+            ):
+                # Refused right after the head, for its framing: the head goes too.
+                events.pop()
+                state = _Message.HEAD
+            status = _llhttp_status(exc)
+            if state is _Message.HEAD:
+                status = self._h11_status() or status
+            self._error = ParseError(status, f"malformed request: {exc}")
+            events.append(self._error)
             return
         state = self._state
         if state is _Message.HEAD:
@@ -350,6 +390,64 @@ class HttptoolsParser:
             self._base = self._done
         else:
             self._keep(data)
+
+    def _read_body_with_h11(self, data: bytes) -> None:
+        """Hand the rest of the current request to h11 (its body), from its start."""
+        self._events.pop()  # llhttp's end of the request
+        self._done -= 1
+        raw = self._raw
+        if raw is None:
+            self._error = ParseError(400, "an Upgrade request's body came too late to read")
+            self._events.append(self._error)
+            return
+        rest = _past_requests(bytes(raw) + data, self._done - self._base)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(rest) + 1)
+        conn.receive_data(rest)
+        conn.next_event()  # the head, read already
+        self._delegate = conn
+        self._state = _Message.BODY
+
+    def _delegated_body(self, conn: h11.Connection) -> bytes | _NeedData:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            if conn.trailing_data[1]:
+                _closed_mid_body()
+            raise ParseError(exc.error_status_hint, str(exc)) from None
+        if type(event) is h11.Data:
+            return bytes(event.data)
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        if type(event) is not h11.EndOfMessage:
+            _closed_mid_body()
+        # The request is complete: what h11 holds past it is the new protocol's.
+        self._delegate = None
+        self._state = _Message.BETWEEN
+        self._done += 1
+        self._raw = bytearray(conn.trailing_data[0])
+        self._base = self._done
+        return b""
+
+    def _h11_status(self) -> int | None:
+        """The status h11 gives the head llhttp refused (so that a malformed
+        head gets one answer whichever parser read it), or ``None`` when h11
+        reads it (llhttp is the stricter: 400)."""
+        raw = self._raw
+        if raw is None:
+            return None
+        try:
+            data = _past_requests(bytes(raw), self._done - self._base)
+        except ParseError:
+            return None
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(data) + 1)
+        conn.receive_data(data)
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            return exc.error_status_hint
+        if type(event) is h11.Request and event.http_version[:2] != b"1.":
+            return 505
+        return None
 
     def _keep(self, data: bytes) -> None:
         raw = self._raw
@@ -382,6 +480,8 @@ class HttptoolsParser:
         raise AssertionError(f"a body event where a head was expected: {event!r}")
 
     def next_body(self) -> bytes | _NeedData:
+        if self._delegate is not None:
+            return self._delegated_body(self._delegate)
         event = self._pop()
         if event is NEED_DATA:
             if self._eof:
@@ -422,6 +522,13 @@ class HttptoolsParser:
             if leftover:
                 self.receive_data(bytes(leftover))
             self._eof = eof
+
+
+def _declares_body(fields: Sequence[tuple[bytes, bytes]]) -> bool:
+    for name, value in fields:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b"0")):
+            return True
+    return False
 
 
 def _past_requests(data: bytes, count: int) -> bytes:

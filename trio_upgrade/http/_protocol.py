@@ -220,11 +220,12 @@ class ServerProtocol:
             self.phase = Phase.CLOSED
             raise ProtocolError(505, "HTTP version not supported")
         keep_alive = version != b"1.0"
-        framed = upgrade = expect = has_host = False
+        framed = upgrade = expect = False
+        hosts = 0
         for name, _ in headers:
             if name in _NOTED_FIELDS:
                 if name == b"host":
-                    has_host = True
+                    hosts += 1
                 elif name == b"connection":
                     if keep_alive and b"close" in list_tokens(headers, b"connection"):
                         keep_alive = False
@@ -234,10 +235,11 @@ class ServerProtocol:
                     expect = True
                 else:
                     framed = True
-        if not has_host and version == b"1.1":
-            # RFC 9112 §3.2 (h11 checks it too; llhttp does not).
+        if hosts != 1 and (hosts or version == b"1.1"):
+            # RFC 9112 §3.2: one Host, and HTTP/1.1 must send it (h11 checks
+            # this too; llhttp does not).
             self.phase = Phase.CLOSED
-            raise ProtocolError(400, "Missing mandatory Host: header")
+            raise ProtocolError(400, "a request needs exactly one Host field")
         if framed:
             # RFC 9112 §6.3: h11 takes Content-Length with Transfer-Encoding
             # (and Transfer-Encoding in HTTP/1.0); we refuse both, whichever
