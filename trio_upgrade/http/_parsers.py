@@ -203,6 +203,16 @@ def _llhttp_status(exc: Exception) -> int:
     return 400
 
 
+@final
+class _HeadRefused:
+    """llhttp refused a head; the status is settled when it is taken."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ParseError) -> None:
+        self.error = error
+
+
 class _Message(enum.IntEnum):
     """Where llhttp is in the stream."""
 
@@ -329,6 +339,9 @@ class HttptoolsParser:
     def receive_data(self, data: bytes) -> None:
         if self._delegate is not None:
             self._delegate.receive_data(data)
+            self._keep(data)
+            if not data:
+                self._eof = True
             return
         if not data:
             self._eof = True
@@ -353,8 +366,12 @@ class HttptoolsParser:
                     # for the new protocol's bytes; it is the request's.
                     self._read_body_with_h11(data)
                     return
-                self._raw = bytearray(data[offset:])
-                self._base = self._done
+                if self._done - self._index <= 1:
+                    self._raw = bytearray(data[offset:])
+                    self._base = self._done
+                else:
+                    # Requests before it are still to be answered.
+                    self._keep(data)
                 return
             self._paused = True
             # Requests before the fault may still be taken over.
@@ -370,11 +387,9 @@ class HttptoolsParser:
                 # Refused right after the head, for its framing: the head goes too.
                 events.pop()
                 state = _Message.HEAD
-            status = _llhttp_status(exc)
-            if state is _Message.HEAD:
-                status = self._h11_status() or status
-            self._error = ParseError(status, f"malformed request: {exc}")
-            events.append(self._error)
+            self._error = ParseError(_llhttp_status(exc), f"malformed request: {exc}")
+            # A head's status is h11's, decided once the head is all here.
+            events.append(_HeadRefused(self._error) if state is _Message.HEAD else self._error)
             return
         state = self._state
         if state is _Message.HEAD:
@@ -400,10 +415,18 @@ class HttptoolsParser:
             self._error = ParseError(400, "an Upgrade request's body came too late to read")
             self._events.append(self._error)
             return
-        rest = _past_requests(bytes(raw) + data, self._done - self._base)
+        raw += data
+        rest = _past_requests(bytes(raw), self._done - self._base)
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(rest) + 1)
         conn.receive_data(rest)
-        conn.next_event()  # the head, read already
+        try:
+            conn.next_event()  # the head, read already
+        except h11.RemoteProtocolError as exc:
+            # Framed in a way h11 refuses (and so would the protocol).
+            self._events.pop()
+            self._error = ParseError(exc.error_status_hint, str(exc))
+            self._events.append(self._error)
+            return
         self._delegate = conn
         self._state = _Message.BODY
 
@@ -428,10 +451,11 @@ class HttptoolsParser:
         self._base = self._done
         return b""
 
-    def _h11_status(self) -> int | None:
+    def _h11_status(self) -> int | _NeedData | None:
         """The status h11 gives the head llhttp refused (so that a malformed
-        head gets one answer whichever parser read it), or ``None`` when h11
-        reads it (llhttp is the stricter: 400)."""
+        head gets one answer whichever parser read it), :data:`NEED_DATA`
+        while the head is incomplete, or ``None`` when h11 reads it (llhttp is
+        the stricter: 400) or the bytes are gone."""
         raw = self._raw
         if raw is None:
             return None
@@ -439,12 +463,14 @@ class HttptoolsParser:
             data = _past_requests(bytes(raw), self._done - self._base)
         except ParseError:
             return None
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=len(data) + 1)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
         conn.receive_data(data)
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as exc:
             return exc.error_status_hint
+        if event is h11.NEED_DATA:
+            return NEED_DATA
         if type(event) is h11.Request and event.http_version[:2] != b"1.":
             return 505
         return None
@@ -464,6 +490,15 @@ class HttptoolsParser:
             event = events.popleft()
             if type(event) is ParseError:
                 raise event
+            if type(event) is _HeadRefused:
+                status = self._h11_status()
+                if status is NEED_DATA:
+                    if not self._eof:
+                        events.appendleft(event)
+                        return NEED_DATA
+                    status = None
+                error = event.error
+                raise ParseError(status or error.status, str(error))
             return event
         return NEED_DATA
 
@@ -480,7 +515,8 @@ class HttptoolsParser:
         raise AssertionError(f"a body event where a head was expected: {event!r}")
 
     def next_body(self) -> bytes | _NeedData:
-        if self._delegate is not None:
+        if self._delegate is not None and not self._events:
+            # At the Upgrade request (its head was the last event).
             return self._delegated_body(self._delegate)
         event = self._pop()
         if event is NEED_DATA:
@@ -499,10 +535,14 @@ class HttptoolsParser:
 
     @property
     def trailing_data(self) -> bytes:
+        return self._after(self._index + 1)
+
+    def _after(self, number: int) -> bytes:
+        """The bytes read past request *number* (counted from 1)."""
         raw = self._raw
         if raw is None:
             raise ParseError(400, "too much was read past the request to hand it over")
-        skip = self._index + 1 - self._base
+        skip = number - self._base
         if skip <= 0:
             return bytes(raw)
         return _past_requests(bytes(raw), skip)
@@ -514,13 +554,18 @@ class HttptoolsParser:
             if not events.popleft():
                 break
         self._index += 1
-        if self._paused and self._error is None and not self._events:
+        if (
+            self._paused
+            and self._error is None
+            and self._delegate is None
+            and self._index == self._done
+        ):
             # After an Upgrade answered plainly: a fresh parser for what follows.
-            leftover = self._raw
+            leftover = self._after(self._index)
             eof = self._eof
             self._new_parser()
             if leftover:
-                self.receive_data(bytes(leftover))
+                self.receive_data(leftover)
             self._eof = eof
 
 
