@@ -213,12 +213,10 @@ class _HeadRefused:
         self.error = error
 
 
-class _Message(enum.IntEnum):
-    """Where llhttp is in the stream."""
-
-    BETWEEN = 0
-    HEAD = 1
-    BODY = 2
+# Where llhttp is in the stream (plain ints: read on every callback).
+_BETWEEN: Final = 0
+_HEAD: Final = 1
+_BODY: Final = 2
 
 
 _END: Final = b""
@@ -281,7 +279,7 @@ class HttptoolsParser:
             lenient_spaces_after_chunk_size=True,
             lenient_optional_cr_before_lf=True,
         )
-        self._state = _Message.BETWEEN
+        self._state = _BETWEEN
         self._url = b""
         self._fields: list[tuple[bytes, bytes]] = []
         # Bytes fed while the current head is incomplete (431 past the limit).
@@ -302,7 +300,7 @@ class HttptoolsParser:
     # llhttp's callbacks ------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._state = _Message.HEAD
+        self._state = _HEAD
         self._url = b""
         self._fields = []
         self._head_bytes = 0
@@ -311,7 +309,7 @@ class HttptoolsParser:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._state is _Message.HEAD:
+        if self._state == _HEAD:
             # llhttp keeps the whitespace that ends a value; h11 does not (RFC 9110 §5.5).
             self._fields.append((name.lower(), value.rstrip(b" \t")))
         # Fields after the body are a chunked trailer: read and dropped, as h11 does.
@@ -319,19 +317,23 @@ class HttptoolsParser:
     def on_headers_complete(self) -> None:
         parser = self._parser
         version = parser.get_http_version()
-        if version == "0.9":
+        if version == "1.1":
+            wire_version = b"1.1"
+        elif version == "0.9":
             # A request line without a version (HTTP/0.9), or "HTTP/0.9":
             # refused, with the status h11 and the protocol give it.
             raise ParseError(400, "HTTP/0.9")
-        self._events.append((parser.get_method(), self._url, self._fields, version.encode()))
-        self._state = _Message.BODY
+        else:
+            wire_version = version.encode()
+        self._events.append((parser.get_method(), self._url, self._fields, wire_version))
+        self._state = _BODY
 
     def on_body(self, body: bytes) -> None:
         self._events.append(body)
 
     def on_message_complete(self) -> None:
         self._events.append(_END)
-        self._state = _Message.BETWEEN
+        self._state = _BETWEEN
         self._done += 1
 
     # Feeding -----------------------------------------------------------------
@@ -358,7 +360,7 @@ class HttptoolsParser:
                 # The request is complete; what follows is not HTTP (or is
                 # the next request, if the Upgrade is answered plainly).
                 offset = exc.args[0]
-                if self._state is not _Message.BETWEEN:
+                if self._state != _BETWEEN:
                     self.on_message_complete()
                 self._paused = True
                 if _declares_body(self._fields):
@@ -379,29 +381,33 @@ class HttptoolsParser:
             events = self._events
             state = self._state
             if (
-                state is _Message.BODY
+                state == _BODY
                 and events
                 and type(events[-1]) is tuple
                 and "transfer-encoding" in str(exc).lower()
             ):
                 # Refused right after the head, for its framing: the head goes too.
                 events.pop()
-                state = _Message.HEAD
+                state = _HEAD
             self._error = ParseError(_llhttp_status(exc), f"malformed request: {exc}")
             # A head's status is h11's, decided once the head is all here.
-            events.append(_HeadRefused(self._error) if state is _Message.HEAD else self._error)
+            events.append(_HeadRefused(self._error) if state == _HEAD else self._error)
             return
         state = self._state
-        if state is _Message.HEAD:
+        if state == _HEAD:
             self._head_bytes += len(data)
             if self._head_bytes > self._max_head_size:
                 self._paused = True
                 self._error = ParseError(431, "Request head too large")
                 self._events.append(self._error)
-        if state is _Message.BETWEEN and self._done - self._index <= 1:
+        if state == _BETWEEN and self._done - self._index <= 1:
             # llhttp stands between requests and has nothing queued past the
             # current one: what follows starts exactly here.
-            self._raw = bytearray()
+            raw = self._raw
+            if raw is None:
+                self._raw = bytearray()
+            elif raw:
+                raw.clear()
             self._base = self._done
         else:
             self._keep(data)
@@ -428,7 +434,7 @@ class HttptoolsParser:
             self._events.append(self._error)
             return
         self._delegate = conn
-        self._state = _Message.BODY
+        self._state = _BODY
 
     def _delegated_body(self, conn: h11.Connection) -> bytes | _NeedData:
         try:
@@ -445,7 +451,7 @@ class HttptoolsParser:
             _closed_mid_body()
         # The request is complete: what h11 holds past it is the new protocol's.
         self._delegate = None
-        self._state = _Message.BETWEEN
+        self._state = _BETWEEN
         self._done += 1
         self._raw = bytearray(conn.trailing_data[0])
         self._base = self._done
@@ -506,7 +512,7 @@ class HttptoolsParser:
         event = self._pop()
         if event is NEED_DATA:
             if self._eof:
-                if self._state is _Message.BETWEEN:
+                if self._state == _BETWEEN:
                     return None
                 raise ParseError(400, "the connection closed in the middle of a request head")
             return NEED_DATA
@@ -529,7 +535,7 @@ class HttptoolsParser:
 
     @property
     def has_buffered_data(self) -> bool:
-        if self._events or self._state is not _Message.BETWEEN:
+        if self._events or self._state != _BETWEEN:
             return True
         return self._paused and bool(self._raw)
 

@@ -25,6 +25,7 @@ from typing import final
 from .._wire import (
     Framing,
     FramingError,
+    check_field,
     http_date,
     list_tokens,
     parse_content_length,
@@ -46,8 +47,6 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _NOTED_FIELDS = frozenset(
     {b"connection", b"content-length", b"expect", b"host", b"transfer-encoding", b"upgrade"}
 )
-_CLOSE_FIELD = (b"connection", b"close")
-_CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
 # As h11 wrote it: no reason phrase (RFC 9112 §4 allows an empty one).
 _CONTINUE = response_head(100, (), reason_bytes=b"")
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -141,6 +140,7 @@ class ServerProtocol:
         "_remaining",
         "_response",
         "_server",
+        "_server_line",
         "http_version",
         "phase",
     )
@@ -158,6 +158,10 @@ class ServerProtocol:
         self._max_head_size = max_head_size
         self._date = date
         self._server = server
+        if server is not None:
+            check_field(b"server", server)
+        # The Server field as written (checked once, here).
+        self._server_line = b"" if server is None else b"server: " + server + b"\r\n"
         self._parser: RequestParser = make_parser(parser, max_head_size)
         self.phase = Phase.HEAD
         # The current request's HTTP version (b"1.1", b"1.0").
@@ -222,12 +226,17 @@ class ServerProtocol:
         keep_alive = version != b"1.0"
         framed = upgrade = expect = False
         hosts = 0
-        for name, _ in headers:
+        for name, value in headers:
             if name in _NOTED_FIELDS:
                 if name == b"host":
                     hosts += 1
                 elif name == b"connection":
-                    if keep_alive and b"close" in list_tokens(headers, b"connection"):
+                    # The token parse only when "close" may be one of them.
+                    if (
+                        keep_alive
+                        and b"close" in value.lower()
+                        and b"close" in list_tokens(((name, value),), b"connection")
+                    ):
                         keep_alive = False
                 elif name == b"upgrade":
                     upgrade = True
@@ -385,11 +394,13 @@ class ServerProtocol:
             elif name == b"connection" and not has_close:
                 has_close = b"close" in list_tokens(((name, value),), b"connection")
         keep_alive = self._keep_alive and not close and not has_close
-        out = list(fields)
+        out = fields
+        # The fields added here, built from values known to be valid.
+        tail = b""
         if self._date and not has_date:
-            out.append((b"date", http_date()))
+            tail = b"date: " + http_date() + b"\r\n"
         if self._server is not None and not has_server:
-            out.append((b"server", self._server))
+            tail += self._server_line
         remaining = 0
         if status in _NO_BODY_STATUSES:
             if body:
@@ -423,17 +434,17 @@ class ServerProtocol:
             framing = Framing.LENGTH
         elif body is not None:
             remaining = len(body)
-            out.append((b"content-length", b"%d" % remaining))
+            tail += b"content-length: %d\r\n" % remaining
             framing = Framing.LENGTH
         elif self.http_version == b"1.0":
             framing = Framing.UNTIL_CLOSE
             keep_alive = keep_alive and head_only
         else:
-            out.append(_CHUNKED_FIELD)
+            tail += b"transfer-encoding: chunked\r\n"
             framing = Framing.CHUNKED
         if not keep_alive and not has_close:
-            out.append(_CLOSE_FIELD)
-        head = response_head(status, out)
+            tail += b"connection: close\r\n"
+        head = response_head(status, out, trusted=tail)
         # Nothing raised: the response is committed.
         self._keep_alive = keep_alive
         self._framing = Framing.NONE if head_only else framing
