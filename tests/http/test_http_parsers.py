@@ -361,3 +361,31 @@ def test_generated_requests_give_the_same_events_from_both_parsers(
     points = sorted({c for c in cuts if 0 < c < len(data)})
     pieces = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     assert drive("httptools", pieces) == drive("h11", pieces)
+
+
+@needs_httptools
+def test_what_is_kept_to_find_trailing_data_is_bounded() -> None:
+    """llhttp parses ahead; the bytes kept to hand over exactly what follows a
+    request stop at max_head_size + 64 KiB, and a takeover past that is refused."""
+    body = b"x" * (100 * 1024)
+    data = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body)
+        + body
+        + b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    proto = ServerProtocol(max_head_size=4096, date=False, parser="httptools")
+    proto.receive_data(data)
+    assert proto.next_request() is not NEED_DATA
+    received = b""
+    while chunk := proto.next_body_data():
+        assert chunk is not NEED_DATA
+        received += chunk
+    assert received == body
+    with pytest.raises(ProtocolError) as caught:
+        proto.trailing_data  # noqa: B018
+    assert caught.value.status == 400
+    # Serving on is unaffected: the next request is there.
+    proto.respond(200, [], b"", False, False)
+    assert proto.next_cycle()
+    head = proto.next_request()
+    assert head is not NEED_DATA and head is not None and head.target == b"/2"
