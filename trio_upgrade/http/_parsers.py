@@ -269,11 +269,11 @@ class HttptoolsParser:
         self._parser = parser = httptools.HttpRequestParser(self)
         # Any digit.digit version is read, as h11 does: the protocol answers
         # 505 to a major version other than 1 and 1.1 to a later minor one.
-        # Every other leniency stays off: Content-Length with
-        # Transfer-Encoding, a bad chunk size, data after "Connection: close"
-        # are refused, as h11 and the protocol refuse them.
-        # Spaces after a chunk size and a bare LF ending a line are read too,
-        # as h11 reads them (RFC 9112 §2.2 allows the LF).
+        # Spaces after a chunk size and a bare LF ending a field line are read
+        # too, as h11 reads them (RFC 9112 §2.2 allows the LF). Every other
+        # leniency stays off: Content-Length with Transfer-Encoding, a bad
+        # chunk size, data after "Connection: close" are refused, as h11 and
+        # the protocol refuse them.
         parser.set_dangerous_leniencies(
             lenient_version=True,
             lenient_spaces_after_chunk_size=True,
