@@ -17,7 +17,8 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     # The sans-I/O wire formats: no trio, no wsproto; importable by every layer.
     "_wire": (set(), {"h11"}),
     "core": ({"_wire"}, {"trio"}),
-    "http": ({"_wire", "core"}, {"trio", "h11"}),
+    # httptools: the optional C request parser (the speedups extra).
+    "http": ({"_wire", "core"}, {"trio", "h11", "httptools"}),
     # h11 only through _wire's head parsing; wsproto for framing.
     "ws": ({"_wire", "core"}, {"trio", "wsproto"}),
     "bridge": ({"_wire", "core", "http", "ws"}, {"trio", "h11", "wsproto"}),

@@ -6,9 +6,13 @@ No trio and no streams here: these pin the protocol object's decisions
 
 from __future__ import annotations
 
+import os
+
 import h11
 import pytest
 
+from trio_upgrade.http._config import PARSER_ENV
+from trio_upgrade.http._parsers import resolve_parser
 from trio_upgrade.http._protocol import (
     NEED_DATA,
     IncompleteBody,
@@ -21,8 +25,17 @@ from trio_upgrade.http._protocol import (
 GET = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
+# The parser the suite runs under (scripts/test runs it under both).
+PARSER = resolve_parser(os.environ.get(PARSER_ENV, "auto"))
+
+
 def protocol(**options: object) -> ServerProtocol:
-    return ServerProtocol(max_head_size=16 * 1024, date=False, **options)  # type: ignore[arg-type]
+    return ServerProtocol(
+        max_head_size=16 * 1024,
+        date=False,
+        parser=PARSER,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def head_of(proto: ServerProtocol, data: bytes) -> RequestHead:

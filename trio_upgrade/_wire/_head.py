@@ -35,8 +35,14 @@ def reason(status: int) -> bytes:
     return phrase
 
 
-def response_head(status: int, fields: FieldList, *, reason_bytes: bytes | None = None) -> bytes:
+def response_head(
+    status: int, fields: FieldList, *, reason_bytes: bytes | None = None, trusted: bytes = b""
+) -> bytes:
     """The bytes of a response head: status line, *fields*, and the blank line.
+
+    *trusted* is field lines (``name: value\r\n``) the caller built itself from
+    values it knows are valid (a date, a length it counted), written after
+    *fields* without being checked again.
 
     Raises :class:`~._grammar.InvalidField` (a ``ValueError``) before anything is
     built when a name is not a token or a value is not a valid field value, and
@@ -57,7 +63,7 @@ def response_head(status: int, fields: FieldList, *, reason_bytes: bytes | None 
         if value_ok(value) is None:
             raise InvalidField(f"invalid value for header {name.decode('latin-1')}: {value!r}")
         parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
+    parts += (trusted, b"\r\n")
     return b"".join(parts)
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+
+from ._parsers import resolve_parser
 
 __all__ = ["HTTPConfig"]
+
+PARSER_ENV = "TRIO_UPGRADE_HTTP_PARSER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +53,18 @@ class HTTPConfig:
     date_header: bool = True
     """Send a ``Date`` header (RFC 9110 §6.6.1 asks origin servers with a clock to)."""
 
+    parser: str = field(default_factory=lambda: os.environ.get(PARSER_ENV, "auto"))
+    """Which request parser reads the wire: ``"httptools"`` (llhttp, C; the
+    ``speedups`` extra), ``"h11"`` (pure Python), or ``"auto"``: httptools when
+    it is installed, h11 otherwise. Both give the same behaviour (framing,
+    limits, errors are decided above the parser). ``"httptools"`` without it
+    installed raises ``RuntimeError`` here. The default comes from the
+    ``TRIO_UPGRADE_HTTP_PARSER`` environment variable when it is set."""
+    resolved_parser: str = field(init=False, repr=False, compare=False)
+    """The parser *parser* names on this machine: ``"h11"`` or ``"httptools"``."""
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "resolved_parser", resolve_parser(self.parser))
         if self.max_header_size < 1024:
             raise ValueError("max_header_size must be at least 1024 bytes")
         if self.min_body_rate is not None and self.min_body_rate <= 0:

@@ -139,6 +139,7 @@ class _HTTPConnection:
             max_head_size=config.max_header_size,
             date=config.date_header,
             server=None if config.server_header is None else config.server_header.encode("latin-1"),
+            parser=config.resolved_parser,
         )
         self.scheme = "https" if conn.tls else "http"
         # Requests answered so far on this connection.

@@ -1,8 +1,8 @@
 """The HTTP/1.1 server side of one connection, sans-I/O: bytes in, requests out;
 responses in, bytes out.
 
-:class:`ServerProtocol` owns every decision about the wire: parsing (h11 reads
-request heads and bodies), the framing policy of each request
+:class:`ServerProtocol` owns every decision about the wire: reading requests
+(through a parser), the framing policy of each request
 (:func:`trio_upgrade._wire.request_framing`: anything framed two ways is
 refused, RFC 9112 §6.3), the framing of each response, the keep-alive
 decision (RFC 9112 §9.3), and the status of every error it detects. It does
@@ -10,25 +10,22 @@ no I/O and knows nothing of trio: the connection loop
 (:mod:`._connection`) reads, feeds, calls the handler and writes what it is
 given.
 
-Responses are never written by h11: every head goes through
-:func:`trio_upgrade._wire.response_head`, and each request is parsed by a
-fresh h11 connection fed whatever was read past the previous one (cheaper than
-stepping h11's response state machine, and the same path for every request).
-No h11 type leaves this module except the header sequence of a request head,
-so a second parser (httptools) can stand behind the same interface.
+Requests are parsed by one of two parsers (:mod:`._parsers`): h11, or
+httptools (llhttp) when installed. A parser only tokenises; whatever it reads,
+the decisions above are taken here, once. Responses are never written by a
+parser: every head goes through :func:`trio_upgrade._wire.response_head`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Final, NoReturn, final
-
-import h11
+from typing import final
 
 from .._wire import (
     Framing,
     FramingError,
+    check_field,
     http_date,
     list_tokens,
     parse_content_length,
@@ -37,16 +34,10 @@ from .._wire import (
     simple_response,
 )
 from .._wire._errors import TrioUpgradeError
+from ._parsers import NEED_DATA, IncompleteBody, ParseError, RequestParser, _NeedData, make_parser
 
-__all__ = ["NEED_DATA", "ProtocolError", "RequestHead", "ServerProtocol"]
+__all__ = ["NEED_DATA", "IncompleteBody", "ProtocolError", "RequestHead", "ServerProtocol"]
 
-
-class _NeedData(enum.Enum):
-    NEED_DATA = enum.auto()
-
-
-NEED_DATA: Final = _NeedData.NEED_DATA
-"""Returned when more bytes must be fed before anything can be said."""
 
 # Responses that never have a body: a Content-Length would be wrong in a 204
 # (RFC 9110 §8.6) and, in a 304, would describe a representation we don't know.
@@ -54,10 +45,8 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 # The request fields next_request looks at (one set lookup per field).
 _NOTED_FIELDS = frozenset(
-    {b"connection", b"content-length", b"expect", b"transfer-encoding", b"upgrade"}
+    {b"connection", b"content-length", b"expect", b"host", b"transfer-encoding", b"upgrade"}
 )
-_CLOSE_FIELD = (b"connection", b"close")
-_CHUNKED_FIELD = (b"transfer-encoding", b"chunked")
 # As h11 wrote it: no reason phrase (RFC 9112 §4 allows an empty one).
 _CONTINUE = response_head(100, (), reason_bytes=b"")
 _LAST_CHUNK = b"0\r\n\r\n"
@@ -70,10 +59,6 @@ class ProtocolError(TrioUpgradeError):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
         self.status = status
-
-
-class IncompleteBody(TrioUpgradeError):
-    """The peer closed the connection before the end of the request body."""
 
 
 class Phase(enum.IntEnum):
@@ -119,14 +104,14 @@ class RequestHead:
         self.upgrade = upgrade
 
 
-def _head_size(event: h11.Request) -> int:
+def _head_size(method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]]) -> int:
     """Bytes of the request head as sent (request line, fields, CRLFs), near enough.
 
-    h11 bounds only a head still incomplete; one that arrives whole in a single
-    read is parsed whatever its size, so the limit is checked again here.
+    The parsers bound only a head still incomplete; one that arrives whole in a
+    single read is parsed whatever its size, so the limit is checked again here.
     """
-    size = len(event.method) + len(event.target) + 14
-    for name, value in event.headers:
+    size = len(method) + len(target) + 14
+    for name, value in headers:
         size += len(name) + len(value) + 4
     return size
 
@@ -155,17 +140,29 @@ class ServerProtocol:
         "_remaining",
         "_response",
         "_server",
+        "_server_line",
         "http_version",
         "phase",
     )
 
     def __init__(
-        self, *, max_head_size: int, date: bool = True, server: bytes | None = None
+        self,
+        *,
+        max_head_size: int,
+        date: bool = True,
+        server: bytes | None = None,
+        parser: str = "h11",
     ) -> None:
+        """*parser* is ``"h11"`` or ``"httptools"`` (resolved already:
+        :func:`._parsers.resolve_parser`)."""
         self._max_head_size = max_head_size
         self._date = date
         self._server = server
-        self._parser = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
+        if server is not None:
+            check_field(b"server", server)
+        # The Server field as written (checked once, here).
+        self._server_line = b"" if server is None else b"server: " + server + b"\r\n"
+        self._parser: RequestParser = make_parser(parser, max_head_size)
         self.phase = Phase.HEAD
         # The current request's HTTP version (b"1.1", b"1.0").
         self.http_version = b"1.1"
@@ -175,7 +172,7 @@ class ServerProtocol:
         # Whether the current request's body has been received to its end.
         self._body_done = True
         # Bytes fed since the current head began: a head that arrived whole
-        # in one read is measured against the limit (h11 does not).
+        # in one read is measured against the limit (the parsers do not).
         self._bytes_fed = 0
         # Whether "100 Continue" is owed before the body is asked for.
         self._continue_owed = False
@@ -194,7 +191,7 @@ class ServerProtocol:
     @property
     def has_buffered_data(self) -> bool:
         """Whether bytes of a next request are already here (the connection is not idle)."""
-        return bool(self._parser.trailing_data[0])
+        return self._parser.has_buffered_data
 
     def next_request(self) -> RequestHead | _NeedData | None:
         """The next request head, :data:`NEED_DATA`, or ``None`` when the peer
@@ -204,34 +201,42 @@ class ServerProtocol:
         malformed head (400), one too large (431), another major version
         (505), or a body framed two ways or not at all (400, 501).
         """
-        parser = self._parser
         try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
+            event = self._parser.next_head()
+        except ParseError as exc:
             self.phase = Phase.CLOSED
-            raise ProtocolError(exc.error_status_hint, str(exc)) from None
-        if event is h11.NEED_DATA:
+            raise ProtocolError(exc.status, str(exc)) from None
+        if event is NEED_DATA:
             return NEED_DATA
-        if type(event) is not h11.Request:
-            # ConnectionClosed: the peer closed between requests.
+        if event is None:
+            # The peer closed between requests.
             self.phase = Phase.CLOSED
             return None
-        if self._bytes_fed > self._max_head_size and _head_size(event) > self._max_head_size:
+        method, target, headers, version = event
+        if self._bytes_fed > self._max_head_size and (
+            _head_size(method, target, headers) > self._max_head_size
+        ):
             self.phase = Phase.CLOSED
             raise ProtocolError(431, "Request head too large")
-        version = event.http_version
         if version[:2] != b"1.":
             # h11 parses any digit.digit; only major version 1 is ours to
             # answer (RFC 9110 §6.2, §15.6.6).
             self.phase = Phase.CLOSED
             raise ProtocolError(505, "HTTP version not supported")
-        headers = event.headers
         keep_alive = version != b"1.0"
         framed = upgrade = expect = False
-        for name, _ in headers:
+        hosts = 0
+        for name, value in headers:
             if name in _NOTED_FIELDS:
-                if name == b"connection":
-                    if keep_alive and b"close" in list_tokens(headers, b"connection"):
+                if name == b"host":
+                    hosts += 1
+                elif name == b"connection":
+                    # The token parse only when "close" may be one of them.
+                    if (
+                        keep_alive
+                        and b"close" in value.lower()
+                        and b"close" in list_tokens(((name, value),), b"connection")
+                    ):
                         keep_alive = False
                 elif name == b"upgrade":
                     upgrade = True
@@ -239,9 +244,15 @@ class ServerProtocol:
                     expect = True
                 else:
                     framed = True
+        if hosts != 1 and (hosts or version == b"1.1"):
+            # RFC 9112 §3.2: one Host, and HTTP/1.1 must send it (h11 checks
+            # this too; llhttp does not).
+            self.phase = Phase.CLOSED
+            raise ProtocolError(400, "a request needs exactly one Host field")
         if framed:
             # RFC 9112 §6.3: h11 takes Content-Length with Transfer-Encoding
-            # (and Transfer-Encoding in HTTP/1.0); we refuse both. A head
+            # (and Transfer-Encoding in HTTP/1.0); we refuse both, whichever
+            # parser read the head. A head
             # without either field has no body, which is what
             # request_framing would say.
             try:
@@ -262,9 +273,7 @@ class ServerProtocol:
         )
         self._response = _Response.NOT_STARTED
         self.phase = Phase.REQUEST
-        return RequestHead(
-            event.method, event.target, headers, version, upgrade or event.method == b"CONNECT"
-        )
+        return RequestHead(method, target, headers, version, upgrade or method == b"CONNECT")
 
     @property
     def body_done(self) -> bool:
@@ -289,34 +298,34 @@ class ServerProtocol:
         """
         if self._body_done:
             return b""
-        parser = self._parser
         try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError as exc:
-            if parser.trailing_data[1]:
-                # h11's word for an EOF before the end of the body.
-                self._closed_mid_body()
+            data = self._parser.next_body()
+        except ParseError as exc:
             self.phase = Phase.CLOSED
             self._keep_alive = False
-            raise ProtocolError(exc.error_status_hint, str(exc)) from None
-        if type(event) is h11.Data:
-            return bytes(event.data)
-        if type(event) is h11.EndOfMessage:
-            self._body_done = True
-            return b""
-        if event is h11.NEED_DATA:
-            return NEED_DATA
-        self._closed_mid_body()("the connection closed before the end of the request body")
-
-    def _closed_mid_body(self) -> NoReturn:
-        self.phase = Phase.CLOSED
-        self._keep_alive = False
-        raise IncompleteBody("the connection closed before the end of the request body")
+            raise ProtocolError(exc.status, str(exc)) from None
+        except IncompleteBody:
+            self.phase = Phase.CLOSED
+            self._keep_alive = False
+            raise
+        if data is NEED_DATA or data:
+            return data
+        self._body_done = True
+        return b""
 
     @property
     def trailing_data(self) -> bytes:
-        """Bytes received past the current request (valid once its body is done)."""
-        return bytes(self._parser.trailing_data[0])
+        """Bytes received past the current request, exactly (valid once its
+        body is done).
+
+        Raises :class:`ProtocolError` (400) when they cannot be told exactly
+        (httptools, after more than ``max_head_size + 64 KiB`` pipelined past
+        a request in one read).
+        """
+        try:
+            return self._parser.trailing_data
+        except ParseError as exc:
+            raise ProtocolError(exc.status, str(exc)) from None
 
     # Writing -----------------------------------------------------------------
 
@@ -385,11 +394,13 @@ class ServerProtocol:
             elif name == b"connection" and not has_close:
                 has_close = b"close" in list_tokens(((name, value),), b"connection")
         keep_alive = self._keep_alive and not close and not has_close
-        out = list(fields)
+        out = fields
+        # The fields added here, built from values known to be valid.
+        tail = b""
         if self._date and not has_date:
-            out.append((b"date", http_date()))
+            tail = b"date: " + http_date() + b"\r\n"
         if self._server is not None and not has_server:
-            out.append((b"server", self._server))
+            tail += self._server_line
         remaining = 0
         if status in _NO_BODY_STATUSES:
             if body:
@@ -423,17 +434,17 @@ class ServerProtocol:
             framing = Framing.LENGTH
         elif body is not None:
             remaining = len(body)
-            out.append((b"content-length", b"%d" % remaining))
+            tail += b"content-length: %d\r\n" % remaining
             framing = Framing.LENGTH
         elif self.http_version == b"1.0":
             framing = Framing.UNTIL_CLOSE
             keep_alive = keep_alive and head_only
         else:
-            out.append(_CHUNKED_FIELD)
+            tail += b"transfer-encoding: chunked\r\n"
             framing = Framing.CHUNKED
         if not keep_alive and not has_close:
-            out.append(_CLOSE_FIELD)
-        head = response_head(status, out)
+            tail += b"connection: close\r\n"
+        head = response_head(status, out, trusted=tail)
         # Nothing raised: the response is committed.
         self._keep_alive = keep_alive
         self._framing = Framing.NONE if head_only else framing
@@ -533,8 +544,6 @@ class ServerProtocol:
         """After a complete response to a complete request: whether another
         request may be read, and if so, get ready for it.
 
-        Each request is parsed by a fresh h11 connection fed what was read
-        past the previous one.
         """
         if (
             not self._keep_alive
@@ -544,15 +553,10 @@ class ServerProtocol:
         ):
             self.phase = Phase.CLOSED
             return False
-        leftover, eof = self._parser.trailing_data
-        parser = self._parser = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=self._max_head_size
-        )
-        if leftover:
-            parser.receive_data(leftover)
-        if eof:
-            parser.receive_data(b"")
-        self._bytes_fed = len(leftover)
+        self._parser.next_cycle()
+        # What the parser holds already counts against the next head (near
+        # enough: with httptools, the whole read that held it).
+        self._bytes_fed = self._max_head_size + 1 if self._parser.has_buffered_data else 0
         self._response = _Response.NOT_STARTED
         self.phase = Phase.HEAD
         return True
