@@ -150,7 +150,10 @@ def type_census() -> tuple[collections.Counter[str], collections.Counter[str]]:
     counts: collections.Counter[str] = collections.Counter()
     sizes: collections.Counter[str] = collections.Counter()
     for obj in gc.get_objects():
-        name = type(obj).__module__ + "." + type(obj).__qualname__
+        kind = type(obj)
+        # A class may shadow __module__/__qualname__ with a descriptor.
+        module = kind.__dict__.get("__module__", None) or getattr(kind, "__module__", "?")
+        name = f"{module if isinstance(module, str) else '?'}.{kind.__name__}"
         counts[name] += 1
         sizes[name] += sys.getsizeof(obj)
     return counts, sizes
