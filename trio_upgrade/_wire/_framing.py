@@ -122,8 +122,9 @@ def _check_codings(codings: list[bytes], status: int, *, request: bool) -> bool:
     return True
 
 
-def request_framing(fields: FieldList, http_version: bytes = b"1.1") -> BodyFraming:
-    """The framing of a request head's body, or :class:`FramingError` (400/501)."""
+def _framing_fields(fields: FieldList) -> tuple[list[bytes] | None, list[bytes] | None]:
+    """The values of every ``Transfer-Encoding`` and ``Content-Length`` field
+    (``None`` for a field that is absent), in one pass."""
     te: list[bytes] | None = None
     cl: list[bytes] | None = None
     for name, value in fields:
@@ -135,6 +136,12 @@ def request_framing(fields: FieldList, http_version: bytes = b"1.1") -> BodyFram
             if cl is None:
                 cl = []
             cl.append(value)
+    return te, cl
+
+
+def request_framing(fields: FieldList, http_version: bytes = b"1.1") -> BodyFraming:
+    """The framing of a request head's body, or :class:`FramingError` (400/501)."""
+    te, cl = _framing_fields(fields)
     if te is not None:
         if cl is not None:
             raise FramingError("both Transfer-Encoding and Content-Length")
@@ -162,17 +169,7 @@ def response_framing(
     ``Transfer-Encoding`` and ``Content-Length``, or ``Transfer-Encoding`` from
     an HTTP/1.0 peer.
     """
-    te: list[bytes] | None = None
-    cl: list[bytes] | None = None
-    for name, value in fields:
-        if name == b"transfer-encoding":
-            if te is None:
-                te = []
-            te.append(value)
-        elif name == b"content-length":
-            if cl is None:
-                cl = []
-            cl.append(value)
+    te, cl = _framing_fields(fields)
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
         # No body whatever the fields say; a 204 or 1xx that declares one is
         # suspicious enough to stop trusting the connection.
