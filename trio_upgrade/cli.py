@@ -141,8 +141,10 @@ def _http_config(s: Resolved) -> HTTPConfig:
             access_log=s.access_log,
             server_header=s.server_header,
             date_header=s.date_header,
+            parser=s.http_parser,
         )
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
+        # RuntimeError: --http httptools without httptools installed.
         raise CLIError(str(exc)) from None
 
 

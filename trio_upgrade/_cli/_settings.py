@@ -358,6 +358,13 @@ OPTIONS: tuple[Option, ...] = (
         "send 'Server: VALUE' (bare flag: trio-upgrade); --no-server-header sends none",
     ),
     _o("date_header", ("--date-header",), boolean, True, "send a Date header", switch=True),
+    _o(
+        "http_parser",
+        ("--http", "--http-parser"),
+        _choice("auto", "h11", "httptools"),
+        "auto",
+        "request parser: httptools when installed (auto), or h11",
+    ),
     _o("access_log", ("--access-log",), boolean, False, "log one line per request", switch=True),
     _o(
         "access_log_format",
