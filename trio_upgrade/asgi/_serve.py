@@ -11,6 +11,7 @@ import trio
 
 from ..core import Bind, Server, run_until_signal
 from ..http import HTTPConfig, create_server
+from ..http import serve as serve_http
 from ..ws import WebSocketConfig
 from ._errors import LifespanFailure
 from ._handler import ASGIHandler
@@ -48,7 +49,7 @@ async def serve(
         handler = ASGIHandler(
             app, root_path=root_path, state=state, websocket_config=websocket_config
         )
-        server = await create_server(
+        await serve_http(
             handler,
             *binds,
             config=config,
@@ -58,8 +59,8 @@ async def serve(
             grace_period=grace_period,
             unix_mode=unix_mode,
             listeners=listeners,
+            task_status=task_status,
         )
-        await server.serve(task_status=task_status)
 
 
 def run(

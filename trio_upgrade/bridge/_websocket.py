@@ -163,8 +163,8 @@ class ServerWebSocket:
                 subprotocol=accepted.subprotocol,
                 extensions=accepted.extensions,
                 config=self._config,
-                # The session's tasks are the connection's (DESIGN.md, "Flow of
-                # one connection"): no nursery of its own per idle session.
+                # The session's tasks are the connection's (docs/architecture.md,
+                # "Flow of one connection"): no nursery of its own per idle session.
                 nursery=connection.nursery if connection is not None else None,
             )
         )
