@@ -58,7 +58,7 @@ from .ws import Deflate, WebSocketConfig
 
 __all__ = ["load_app", "main"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.cli")
 
 DEFAULT_BIND = "127.0.0.1:8000"
 

@@ -347,7 +347,7 @@ async def test_handler_error_is_logged_and_the_next_connection_is_served(
         await running.stop("aclose")
 
     (record,) = caplog.records
-    assert record.name == "trio_upgrade"
+    assert record.name == "trio_upgrade.core"
     assert record.levelno == logging.ERROR
     assert "connection handler failed" in record.getMessage()
     assert record.exc_info is not None

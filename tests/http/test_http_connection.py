@@ -550,7 +550,7 @@ async def test_handler_exception_is_a_500_logged_with_traceback_and_serving_goes
         assert response.body == b"500 Internal Server Error\n"
         assert b"kaboom" not in response.body
         assert (await client.request("GET", "/")).body == b"hello"
-    (record,) = [r for r in caplog.records if r.name == "trio_upgrade"]
+    (record,) = [r for r in caplog.records if r.name == "trio_upgrade.http"]
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
     assert "GET /boom" in record.getMessage()
 

@@ -166,7 +166,7 @@ async def test_handler_exception_is_500_with_traceback_logged_and_server_goes_on
     assert failed.status_code == 500
     assert ok.status_code == 200
     (record,) = [r for r in caplog.records if r.exc_info]
-    assert record.name == "trio_upgrade"
+    assert record.name == "trio_upgrade.http"
     assert isinstance(record.exc_info[1], ZeroDivisionError)  # type: ignore[index]
     assert "Traceback" in caplog.text and "deliberate" in caplog.text
 

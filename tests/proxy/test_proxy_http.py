@@ -303,7 +303,7 @@ async def test_unreachable_backend_is_502_with_a_log_line(
             tcp = await fetch(address, "GET", "/tcp/x")
     assert (unix.status, unix.body) == (502, b"502 Bad Gateway\n")
     assert (tcp.status, tcp.body) == (502, b"502 Bad Gateway\n")
-    messages = [r.getMessage() for r in caplog.records if r.name == "trio_upgrade"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "trio_upgrade.proxy"]
     assert any("/unix/x" in m and "502" in m and "missing.sock" in m for m in messages)
 
 
@@ -320,7 +320,7 @@ async def test_backend_silent_past_the_response_timeout_is_504(
         with caplog.at_level(logging.WARNING, logger="trio_upgrade"):
             reply = await fetch(address, "GET", "/a/hang")
     assert (reply.status, reply.body) == (504, b"504 Gateway Timeout\n")
-    assert any("504" in r.getMessage() for r in caplog.records if r.name == "trio_upgrade")
+    assert any("504" in r.getMessage() for r in caplog.records if r.name == "trio_upgrade.proxy")
     assert proxy.statistics().idle_connections == 0
 
 

@@ -32,7 +32,7 @@ import trio
 
 __all__ = ["FDS_ENV", "LIFELINE_ENV", "READY_ENV", "Supervisor"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.cli")
 
 FDS_ENV = "TRIO_UPGRADE_WORKER_FDS"
 READY_ENV = "TRIO_UPGRADE_WORKER_READY_FD"

@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from ..core import Bind, Server, run_until_signal
+from ..core import Bind, Server, configure_logging, run_until_signal
 from ..http import HTTPConfig, create_server
 from ..http import serve as serve_http
 from ..ws import WebSocketConfig
@@ -20,7 +20,7 @@ from ._lifespan import Lifespan, LifespanMode
 
 __all__ = ["run", "serve"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.asgi")
 
 
 async def serve(
@@ -83,8 +83,8 @@ def run(
     A failed lifespan startup logs the app's message and exits with status 3
     (``SystemExit``), as uvicorn does. Blocks.
     """
-    if log_level is not None and not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(message)s")
+    if log_level is not None:
+        configure_logging(log_level)
     binds = [bind] if isinstance(bind, str) else list(bind)
 
     async def main() -> None:

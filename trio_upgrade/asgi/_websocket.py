@@ -18,7 +18,8 @@ from typing import Any, final
 import trio
 
 from .._wire import response_head, simple_response
-from ..http import Request
+from ..core import Observer
+from ..http import Request, TakeoverOutcome
 from ..ws import (
     ClientOffer,
     ConnectionClosed,
@@ -58,6 +59,8 @@ class WebSocketCycle:
         "_body",
         "_code",
         "_denial_headers",
+        "_observer",
+        "_outcome",
         "_prefetched",
         "_reason",
         "_request",
@@ -95,8 +98,30 @@ class WebSocketCycle:
         self._status = 0
         self._denial_headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
+        # The server's observer (metrics; None: nothing counted), and how the
+        # handshake was refused, for the access log.
+        self._observer: Observer | None = None
+        self._outcome: TakeoverOutcome | None = None
 
-    async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
+    async def take_over(
+        self, stream: trio.abc.Stream, prefetched: bytes, request: Request
+    ) -> TakeoverOutcome | None:
+        connection = request.connection
+        if connection is not None:
+            self._observer = connection.observer
+        try:
+            await self._run(stream, prefetched, request)
+        finally:
+            session = self._session
+            if session is not None and self._observer is not None:
+                self._observer.session_closed()
+        if session is None:
+            return self._outcome
+        # The session has ended (the exit stack left it): its close code is final.
+        code = session.close_code
+        return TakeoverOutcome(101, close_code=1006 if code is None else code)
+
+    async def _run(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
         self._stream = stream
         self._prefetched = prefetched
         self._request = request
@@ -140,6 +165,8 @@ class WebSocketCycle:
                 self._move(_State.CLOSED)
                 self._code, self._reason = int(exc.code), exc.reason
                 return {"type": "websocket.disconnect", "code": int(exc.code), "reason": exc.reason}
+            if self._observer is not None:
+                self._observer.message_received(_size(message))
             if type(message) is str:
                 return {"type": "websocket.receive", "text": message}
             return {"type": "websocket.receive", "bytes": message}
@@ -212,7 +239,9 @@ class WebSocketCycle:
             if message.get("more_body", False):
                 await trio.lowlevel.checkpoint()
                 return
-            data = simple_response(self._status, self._denial_headers, b"".join(self._body))
+            body = b"".join(self._body)
+            data = simple_response(self._status, self._denial_headers, body)
+            self._outcome = TakeoverOutcome(self._status, len(body))
             self._body = []
             self._move(_State.CLOSED)
             await self._write(data)
@@ -244,6 +273,8 @@ class WebSocketCycle:
             self._move(_State.CLOSED)
             self._code, self._reason = int(exc.code), exc.reason
             raise Disconnected(f"the WebSocket is closed ({exc.code})") from None
+        if self._observer is not None:
+            self._observer.message_sent(_size(payload))
 
     async def _accept(self, message: Message) -> None:
         request = self._request
@@ -284,6 +315,8 @@ class WebSocketCycle:
         )
         self._prefetched = b""
         self._move(_State.ACCEPTED)
+        if self._observer is not None:
+            self._observer.session_opened()
 
     async def _close_session(self, code: int, reason: str) -> None:
         session = self._session
@@ -294,6 +327,7 @@ class WebSocketCycle:
 
     async def _refuse(self, status: int) -> None:
         self._move(_State.CLOSED)
+        self._outcome = TakeoverOutcome(status)
         with suppress(Disconnected):
             await self._write(simple_response(status))
 
@@ -305,6 +339,13 @@ class WebSocketCycle:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._move(_State.CLOSED)
             raise Disconnected("the client disconnected before the handshake answer") from None
+
+
+def _size(message: str | bytes) -> int:
+    """A message's payload size in bytes (UTF-8 for text; ASCII is one byte a character)."""
+    if type(message) is str:
+        return len(message) if message.isascii() else len(message.encode())
+    return len(message)
 
 
 def websocket_extensions(base: dict[str, Any] | None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ H = TypeVar("H", bound=Handler)
 W = TypeVar("W", bound=WebSocketHandler)
 M = TypeVar("M", bound=Middleware)
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.bridge")
 
 LifespanFactory = Callable[["App"], AbstractAsyncContextManager[Mapping[str, Any] | None]]
 """``lifespan(app)`` → an async context manager, optionally yielding a state mapping."""

@@ -28,6 +28,7 @@ from ..http import (
     Request,
     Response,
     Takeover,
+    TakeoverOutcome,
     chain_middleware,
     check_handler,
     compile_pattern,
@@ -41,7 +42,7 @@ from ._websocket import ServerWebSocket
 
 __all__ = ["WebSocketHandler", "WebSocketRoute", "WebSocketRouter"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.bridge")
 
 WebSocketHandler = Callable[[ServerWebSocket], Awaitable[None]]
 """``async def handler(ws: ServerWebSocket) -> None``."""
@@ -99,38 +100,55 @@ class _Upgrade:
         self.offer = offer
         self.config = config
 
-    async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
+    async def take_over(
+        self, stream: trio.abc.Stream, prefetched: bytes, request: Request
+    ) -> TakeoverOutcome | None:
+        connection = request.connection
+        ws: ServerWebSocket | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                ws = ServerWebSocket(
+                    stream,
+                    prefetched,
+                    request,
+                    self.offer,
+                    config=self.config,
+                    subprotocols=self.route.subprotocols,
+                    exit_stack=stack,
+                    observer=connection.observer if connection is not None else None,
+                )
+                await self._run(ws)
+        except Exception:
+            # Raised after accepting: the session (left by the exit stack)
+            # closed with 1011. Logged here so that the access log still
+            # gets the session's line.
+            logger.exception("WebSocket handler for %s failed", request.path)
+        # The session has ended (the exit stack left it): its close code is final.
+        return ws._finish() if ws is not None else None
+
+    async def _run(self, ws: ServerWebSocket) -> None:
         route = self.route
-        async with AsyncExitStack() as stack:
-            ws = ServerWebSocket(
-                stream,
-                prefetched,
-                request,
-                self.offer,
-                config=self.config,
-                subprotocols=route.subprotocols,
-                exit_stack=stack,
-            )
-            refusal: Response | None = None
-            try:
-                await route.handler(ws)
-            except ConnectionClosed:
-                return  # the peer went away: nothing to report
-            except HTTPError as exc:
-                if ws.state != "pending":
-                    raise
-                # Raised before deciding: answer with it, like an HTTP handler would.
-                refusal = error_response(exc.status, exc.detail, exc.headers)
-            except Exception:
-                if ws.state != "pending":
-                    raise  # the session (left by the exit stack) closes with 1011
-                logger.exception("WebSocket handler for %s failed before accepting", request.path)
-                refusal = error_response(500, None)
-            if ws.state == "pending":
-                # Neither accepted nor rejected: refuse rather than leave the client
-                # hanging (403 when the handler just returned).
-                with contextlib.suppress(ConnectionClosed):
-                    await ws.reject(refusal if refusal is not None else 403)
+        request = ws.request
+        refusal: Response | None = None
+        try:
+            await route.handler(ws)
+        except ConnectionClosed:
+            return  # the peer went away: nothing to report
+        except HTTPError as exc:
+            if ws.state != "pending":
+                raise
+            # Raised before deciding: answer with it, like an HTTP handler would.
+            refusal = error_response(exc.status, exc.detail, exc.headers)
+        except Exception:
+            if ws.state != "pending":
+                raise  # the session (left by the exit stack) closes with 1011
+            logger.exception("WebSocket handler for %s failed before accepting", request.path)
+            refusal = error_response(500, None)
+        if ws.state == "pending":
+            # Neither accepted nor rejected: refuse rather than leave the client
+            # hanging (403 when the handler just returned).
+            with contextlib.suppress(ConnectionClosed):
+                await ws.reject(refusal if refusal is not None else 403)
 
 
 @final

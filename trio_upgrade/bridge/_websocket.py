@@ -9,14 +9,16 @@ with the defaults, so the simplest handler is just a loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, final
 
 import trio
 
 from .._wire import forwardable_fields, response_head, simple_response
-from ..http import Headers, HeadersLike, Request, Response, error_response
+from ..core import Observer
+from ..http import Headers, HeadersLike, Request, Response, TakeoverOutcome, error_response
 from ..ws import (
     ClientOffer,
     ConnectionClosedError,
@@ -62,7 +64,9 @@ class ServerWebSocket:
     __slots__ = (
         "_config",
         "_exit_stack",
+        "_observer",
         "_offer",
+        "_outcome",
         "_prefetched",
         "_session",
         "_state",
@@ -81,6 +85,7 @@ class ServerWebSocket:
         config: WebSocketConfig,
         subprotocols: Iterable[str],
         exit_stack: AsyncExitStack,
+        observer: Observer | None = None,
     ) -> None:
         self.request = request
         self._stream = stream
@@ -95,6 +100,11 @@ class ServerWebSocket:
         self._session: WebSocket | None = None
         # "pending" until accept() or reject(), then "accepted" or "rejected".
         self._state = "pending"
+        # The server's observer (metrics; None: nothing counted), told of the
+        # session and of each message that passes through this object.
+        self._observer = observer
+        # A rejection's status and size, for the access log.
+        self._outcome: TakeoverOutcome | None = None
 
     # Before the 101 ------------------------------------------------------------
 
@@ -170,6 +180,8 @@ class ServerWebSocket:
         )
         # The client's first frames now belong to the session.
         self._prefetched = b""
+        if self._observer is not None:
+            self._observer.session_opened()
         return self._session
 
     async def reject(
@@ -203,6 +215,7 @@ class ServerWebSocket:
             response.status, forwardable_fields(response.headers.raw), bytes(body)
         )
         self._state = "rejected"
+        self._outcome = TakeoverOutcome(response.status, len(body))
         await self._send(data)
 
     async def _send(self, data: bytes) -> None:
@@ -232,16 +245,32 @@ class ServerWebSocket:
             session = await self.accept()
         return session
 
+    # The message methods count for the observer (when there is one); messages
+    # sent or received on the session object itself (accept()'s result,
+    # :attr:`session`, receive_chunks()) are not counted.
+
     async def receive(self) -> str | bytes:
-        return await (self._session or await self._ensure()).receive()
+        message = await (self._session or await self._ensure()).receive()
+        if self._observer is not None:
+            self._observer.message_received(_size(message))
+        return message
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         await (self._session or await self._ensure()).send(message)
+        if self._observer is not None:
+            self._observer.message_sent(_size(message))
 
     async def send_fragments(
         self, chunks: Iterable[str | bytes] | AsyncIterable[str | bytes]
     ) -> None:
-        await (self._session or await self._ensure()).send_fragments(chunks)
+        session = self._session or await self._ensure()
+        observer = self._observer
+        if observer is None:
+            await session.send_fragments(chunks)
+            return
+        sizes = [0]
+        await session.send_fragments(_counted(chunks, sizes))
+        observer.message_sent(sizes[0])
 
     def receive_chunks(self) -> MessageChunks:
         """Like :meth:`trio_upgrade.ws.WebSocket.receive_chunks` (after :meth:`accept`)."""
@@ -252,11 +281,17 @@ class ServerWebSocket:
 
     async def send_json(self, data: Any, *, binary: bool = False) -> None:
         """Send *data* as compact UTF-8 JSON (a text message; binary with *binary*)."""
-        await (self._session or await self._ensure()).send_json(data, binary=binary)
+        if self._observer is None:
+            await (self._session or await self._ensure()).send_json(data, binary=binary)
+            return
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        await self.send(text.encode() if binary else text)
 
     async def receive_json(self) -> Any:
         """The next message parsed as JSON (``ValueError`` if it is not JSON)."""
-        return await (self._session or await self._ensure()).receive_json()
+        if self._observer is None:
+            return await (self._session or await self._ensure()).receive_json()
+        return json.loads(await self.receive())
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if self._session is None:
@@ -272,7 +307,10 @@ class ServerWebSocket:
 
     async def __anext__(self) -> str | bytes:
         """The next message; the iteration ends when the peer closes normally."""
-        return await (self._session or await self._ensure()).__anext__()
+        message = await (self._session or await self._ensure()).__anext__()
+        if self._observer is not None:
+            self._observer.message_received(_size(message))
+        return message
 
     @property
     def subprotocol(self) -> str | None:
@@ -299,6 +337,38 @@ class ServerWebSocket:
 
     def __repr__(self) -> str:
         return f"<ServerWebSocket {self.request.target} {self._state}>"
+
+    def _finish(self) -> TakeoverOutcome | None:
+        """After the handler and the session have ended: the outcome for the access
+        log, and the end of the session for the observer."""
+        session = self._session
+        if session is None:
+            return self._outcome
+        if self._observer is not None:
+            self._observer.session_closed()
+        code = session.close_code
+        return TakeoverOutcome(101, close_code=1006 if code is None else code)
+
+
+def _size(message: str | bytes | bytearray | memoryview) -> int:
+    """A message's payload size in bytes (UTF-8 for text; ASCII is one byte a character)."""
+    if type(message) is str:
+        return len(message) if message.isascii() else len(message.encode())
+    return memoryview(message).nbytes if type(message) is memoryview else len(message)
+
+
+async def _counted(
+    chunks: Iterable[str | bytes] | AsyncIterable[str | bytes], total: list[int]
+) -> AsyncIterator[str | bytes]:
+    """*chunks* as they are, adding up their sizes in ``total[0]``."""
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            total[0] += _size(chunk)
+            yield chunk
+    else:
+        for chunk in chunks:
+            total[0] += _size(chunk)
+            yield chunk
 
 
 async def _collect(chunks: AsyncIterable[bytes]) -> bytes:

@@ -15,6 +15,8 @@ from ._binds import (
     parse_bind,
 )
 from ._errors import TrioUpgradeError
+from ._logging import configure_logging
+from ._observe import Observer
 from ._prefixed import PrefixedStream
 from ._run import run_until_signal
 from ._server import (
@@ -31,11 +33,13 @@ __all__ = [
     "BindError",
     "Connection",
     "ConnectionHandler",
+    "Observer",
     "OverloadResponse",
     "PrefixedStream",
     "Server",
     "Shutdown",
     "TrioUpgradeError",
+    "configure_logging",
     "current_connection",
     "listener_address",
     "open_listeners",

@@ -11,7 +11,7 @@ from ._server import Server
 
 __all__ = ["run_until_signal"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.core")
 
 
 async def run_until_signal(

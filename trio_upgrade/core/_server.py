@@ -35,6 +35,7 @@ import trio
 from .._wire import Address, normalize_address
 from ._binds import listener_address
 from ._limits import fd_limit_connections, raise_fd_limit
+from ._observe import Observer
 
 __all__ = [
     "Connection",
@@ -45,7 +46,7 @@ __all__ = [
     "current_connection",
 ]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.core")
 
 # accept(2) errors that mean "overloaded, try again soon" rather than "broken".
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
@@ -140,6 +141,7 @@ class Connection:
         "_sheddable",
         "client",
         "nursery",
+        "observer",
         "server",
         "services",
         "shutdown",
@@ -157,6 +159,7 @@ class Connection:
         tls: bool | None = None,
         shutdown: Shutdown | None = None,
         services: trio.Nursery | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.stream = stream
         # The connection's own nursery: tasks a protocol starts for this connection
@@ -175,6 +178,8 @@ class Connection:
         # long as the server, through the grace period, and is cancelled once
         # every connection has ended.
         self.services = services
+        # The server's Observer (metrics), or None: nothing is counted.
+        self.observer = observer
         # See the `sheddable` property. The server's bookkeeping (None when the
         # connection was built without a server), and whether the server shed it.
         self._sheddable = False
@@ -324,6 +329,10 @@ class Server:
     *grace_period* (seconds, ``math.inf`` for none) bounds a graceful shutdown
     (see the module docstring). Errors a handler raises while it is being
     cancelled at the end of the grace period are logged like any other.
+
+    *observer* (an :class:`~trio_upgrade.core.Observer`, for metrics) is handed
+    to every connection as :attr:`Connection.observer`; :attr:`connection_count`
+    tells the connections open.
     """
 
     def __init__(
@@ -336,6 +345,7 @@ class Server:
         overload_response: OverloadResponse | None = None,
         shed_for: Callable[[bytes], bool] | None = None,
         grace_period: float = 10.0,
+        observer: Observer | None = None,
     ) -> None:
         if max_connections is None:
             max_connections = fd_limit_connections(raise_fd_limit())
@@ -353,6 +363,8 @@ class Server:
         self.max_connections_per_client = max_connections_per_client
         self.overload_response = overload_response
         self.shed_for = shed_for
+        # Handed to every connection (Connection.observer), for metrics.
+        self.observer = observer
         self._capacity = _Capacity()
         # Cancelled to stop the accept loops (aclose() or outer cancellation).
         self._accept_scope = trio.CancelScope()
@@ -622,6 +634,7 @@ class Server:
                     server=server,
                     shutdown=self.shutdown,
                     services=self._services,
+                    observer=self.observer,
                 )
                 conn._capacity = capacity
                 _set_current_connection(conn)

@@ -36,7 +36,7 @@ from ._router import (
     strip_prefix,
 )
 from ._serve import app_lifespan, create_server, run, serve
-from ._takeover import Takeover
+from ._takeover import Takeover, TakeoverOutcome
 
 __all__ = [
     "BodySource",
@@ -65,6 +65,7 @@ __all__ = [
     "RouteMatch",
     "Router",
     "Takeover",
+    "TakeoverOutcome",
     "app_lifespan",
     "chain_middleware",
     "check_handler",

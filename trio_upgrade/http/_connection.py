@@ -31,11 +31,11 @@ from ._request import _UNKNOWN as _UNKNOWN_UPGRADE
 from ._request import Request
 from ._response import DirectResponse, Response
 from ._router import Handler, error_response
-from ._takeover import Takeover
+from ._takeover import Takeover, TakeoverOutcome
 
 __all__ = ["ResponseWriter", "serve_http_connection"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.http")
 access_logger = logging.getLogger("trio_upgrade.access")
 
 # Sent in one send_all with the head when the body is no larger than this;
@@ -66,8 +66,9 @@ def _deadline(timeout: float | None) -> float:
 _NOT_WAITING, _IDLE, _HEAD, _WRITE = 0, 1, 2, 3
 
 
-# A takeover ready to run: the handler's Takeover, its request, the bytes read past it.
-_Handover = tuple[Takeover, Request, bytes]
+# A takeover ready to run: the handler's Takeover, its request, the bytes read
+# past it, and when the request began (see _HTTPConnection._timed).
+_Handover = tuple[Takeover, Request, bytes, float]
 
 
 class _Abort(Exception):
@@ -119,6 +120,7 @@ class _HTTPConnection:
         "_now",
         "_period",
         "_scope",
+        "_timed",
         "_waiting",
         "_watchdog_scope",
         "app",
@@ -144,6 +146,10 @@ class _HTTPConnection:
         self.scheme = "https" if conn.tls else "http"
         # Requests answered so far on this connection.
         self.requests = 0
+        # Whether each request is timed and reported when answered: for the
+        # access log, or for the server's observer (metrics). Without either,
+        # the request path reads no clock.
+        self._timed = config.access_log or conn.observer is not None
         # Timeouts of the per-request waits (idle, head, write) are enforced by
         # one watchdog task per connection instead of a cancel scope per wait,
         # which would cost more than the rest of the request. The hot path only
@@ -451,11 +457,13 @@ class _HTTPConnection:
             # loop gone: a takeover (a WebSocket session) may stay idle for
             # hours, and whatever this connection still holds is held that long.
             del self.proto, proto
-            handler, request, prefetched = takeover
+            handler, request, prefetched, started = takeover
             takeover = None
             stream = self.stream
             try:
-                await handler.take_over(stream, prefetched, request)
+                ended = await handler.take_over(stream, prefetched, request)
+                if type(ended) is TakeoverOutcome and self._timed:
+                    self._report(request, ended.status, ended.sent, started, ended)
             except Exception:
                 logger.exception("takeover for %s %s failed", request.method, request.target)
             finally:
@@ -478,7 +486,7 @@ class _HTTPConnection:
         proto = self.proto
         conn = self.conn
         config = self.config
-        started = time.perf_counter() if config.access_log else 0.0
+        started = time.perf_counter() if self._timed else 0.0
         body_source = _Body(self, proto.body_done)
         method = head.method.decode("ascii")
         version = head.http_version
@@ -518,7 +526,7 @@ class _HTTPConnection:
                 pass
             elif isinstance(result, Takeover):
                 prefetched = await self._prepare_takeover(request, body_source)
-                return False if prefetched is None else (result, request, prefetched)
+                return False if prefetched is None else (result, request, prefetched, started)
             else:
                 logger.error(
                     "handler for %s %s returned %r, not a Response or a Takeover",
@@ -568,8 +576,8 @@ class _HTTPConnection:
             proto.response_failed()
             logger.exception("error while streaming the response to %s %s", method, request.target)
             return False
-        if config.access_log:
-            self._log_access(request, response.status, sent, started)
+        if self._timed:
+            self._report(request, response.status, sent, started)
         if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
             body_source.owner = None
             # The client may still be sending: closing now could reset the
@@ -611,7 +619,9 @@ class _HTTPConnection:
                 else:
                     logger.exception("error in handler for %s %s", request.method, request.target)
                     response = error_response(500, None)
-                return await self._answer_direct_failure(response, request, body_source, head_only)
+                return await self._answer_direct_failure(
+                    response, request, body_source, head_only, started
+                )
             proto.response_failed()
             body_source.owner = None
             logger.exception(
@@ -628,7 +638,7 @@ class _HTTPConnection:
                     request.target,
                 )
                 return await self._answer_direct_failure(
-                    error_response(500, None), request, body_source, head_only
+                    error_response(500, None), request, body_source, head_only, started
                 )
             if state == _W_STARTED:
                 logger.error(
@@ -640,8 +650,8 @@ class _HTTPConnection:
                 proto.response_failed()
             body_source.owner = None
             return False
-        if self.config.access_log:
-            self._log_access(request, writer.status, writer.sent, started)
+        if self._timed:
+            self._report(request, writer.status, writer.sent, started)
         if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
             body_source.owner = None
             await self._linger()
@@ -650,7 +660,12 @@ class _HTTPConnection:
         return True
 
     async def _answer_direct_failure(
-        self, response: Response, request: Request, body_source: _Body, head_only: bool
+        self,
+        response: Response,
+        request: Request,
+        body_source: _Body,
+        head_only: bool,
+        started: float,
     ) -> bool:
         """A DirectResponse failed before its head: answer *response* instead,
         as for a handler that raised; whether the connection may go on."""
@@ -658,7 +673,11 @@ class _HTTPConnection:
         if proto.failed:
             body_source.owner = None
             return False
-        await self._send_response(response, head_only, self._close_after(request, body_source))
+        sent = await self._send_response(
+            response, head_only, self._close_after(request, body_source)
+        )
+        if self._timed:
+            self._report(request, response.status, sent, started)
         if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
             body_source.owner = None
             await self._linger()
@@ -719,19 +738,46 @@ class _HTTPConnection:
         self._watchdog_scope.cancel()
         return self.proto.trailing_data
 
-    def _log_access(self, request: Request, status: int, size: int, started: float) -> None:
-        client = self.conn.client
-        peer = f"{client[0]}:{client[1]}" if isinstance(client, tuple) else (client or "-")
-        access_logger.info(
-            '%s "%s %s HTTP/%s" %d %d %.1fms',
-            peer,
-            request.method,
-            request.target,
-            request.http_version,
-            status,
-            size,
-            (time.perf_counter() - started) * 1000,
-        )
+    def _report(
+        self,
+        request: Request,
+        status: int,
+        size: int,
+        started: float,
+        outcome: TakeoverOutcome | None = None,
+    ) -> None:
+        """Write the access-log line and tell the observer: *request* was answered."""
+        seconds = time.perf_counter() - started
+        if self.config.access_log:
+            client = self.conn.client
+            peer = f"{client[0]}:{client[1]}" if isinstance(client, tuple) else (client or "-")
+            if outcome is not None and outcome.close_code is not None:
+                # A session (an accepted WebSocket): its close code, no size.
+                access_logger.info(
+                    '%s "%s %s HTTP/%s" %d %s %.1fms close %s',
+                    peer,
+                    request.method,
+                    request.target,
+                    request.http_version,
+                    status,
+                    "-",
+                    seconds * 1000,
+                    outcome.close_code,
+                )
+            else:
+                access_logger.info(
+                    '%s "%s %s HTTP/%s" %d %d %.1fms',
+                    peer,
+                    request.method,
+                    request.target,
+                    request.http_version,
+                    status,
+                    size,
+                    seconds * 1000,
+                )
+        observer = self.conn.observer
+        if observer is not None:
+            observer.request_done(request.method, status, seconds, request.upgrade)
 
 
 # ResponseWriter states.

@@ -50,7 +50,7 @@ Middleware = Callable[[Request, Handler], Awaitable[Result]]
 
 H = TypeVar("H", bound=Handler)
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.http")
 
 _CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "str": (r"[^/]+", str),

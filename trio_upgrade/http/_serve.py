@@ -13,14 +13,22 @@ from typing import Any
 import trio
 
 from .._wire import simple_response
-from ..core import Bind, Connection, Server, open_listeners, run_until_signal
+from ..core import (
+    Bind,
+    Connection,
+    Observer,
+    Server,
+    configure_logging,
+    open_listeners,
+    run_until_signal,
+)
 from ._config import HTTPConfig
 from ._connection import serve_http_connection
 from ._router import Handler
 
 __all__ = ["app_lifespan", "create_server", "run", "serve"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.http")
 
 # What a client past a connection limit hears (RFC 9110 §15.6.4, §10.2.3): a
 # fresh Date each time, hence a function.
@@ -62,6 +70,7 @@ async def create_server(
     grace_period: float = 10.0,
     unix_mode: int | None = None,
     listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = (),
+    observer: Observer | None = None,
 ) -> Server:
     """Open listeners for *binds* and return a :class:`~trio_upgrade.core.Server`
     serving *app* on them (not yet running: ``await nursery.start(server.serve)``).
@@ -71,6 +80,10 @@ async def create_server(
     one gets ``503 Service Unavailable`` with ``Retry-After: 1`` and a close.
     While full, a connection waiting for a request head makes room for a new one
     that has sent its whole request head (or nothing yet).
+
+    *observer* (:class:`~trio_upgrade.core.Observer`) is told of every request
+    answered and, through the bridge and the ASGI layer, of WebSocket sessions
+    and messages: the hooks that metrics count with.
     """
     config = config or HTTPConfig()
     opened = list(listeners)
@@ -91,6 +104,7 @@ async def create_server(
         overload_response=_overload_response,
         shed_for=_head_complete,
         grace_period=grace_period,
+        observer=observer,
     )
 
 
@@ -147,11 +161,12 @@ def run(
 ) -> None:
     """Run *app* until SIGINT or SIGTERM, then shut down gracefully. Blocks.
 
-    Sets up basic logging at *log_level* when the program has configured none.
+    Sets up logging (:func:`trio_upgrade.core.configure_logging`, the format the
+    command uses) at *log_level* when the program has configured none.
     An app's lifespan (:func:`app_lifespan`) runs around the server.
     """
-    if log_level is not None and not logging.getLogger().handlers:
-        logging.basicConfig(level=log_level, format="%(asctime)s %(name)s %(message)s")
+    if log_level is not None:
+        configure_logging(log_level)
     binds = [bind] if isinstance(bind, str) else list(bind)
 
     async def main() -> None:

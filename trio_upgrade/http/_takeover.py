@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, final, runtime_checkable
 
 import trio
 
 if TYPE_CHECKING:
     from ._request import Request
 
-__all__ = ["Takeover"]
+__all__ = ["Takeover", "TakeoverOutcome"]
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class TakeoverOutcome:
+    """What a takeover may return, for the access log and metrics: how the
+    request it took over was answered. A takeover that returns ``None`` is not
+    logged."""
+
+    status: int
+    """The status it answered: 101 for an accepted upgrade, else a refusal's."""
+    sent: int = 0
+    """Bytes of a refusal's response (0 for an upgrade)."""
+    close_code: int | None = None
+    """For a protocol that has one (WebSocket), the code the session closed with."""
 
 
 @runtime_checkable
@@ -29,8 +45,12 @@ class Takeover(Protocol):
     exception is logged and ends this connection only. The takeover runs in the
     connection's task, so tasks it starts belong in a nursery it opens itself
     (or :attr:`trio_upgrade.core.Connection.nursery`).
+
+    It may return a :class:`TakeoverOutcome`: the HTTP layer then writes the
+    request's access-log line (and tells the connection's observer) when the
+    takeover ends, with that status and the whole time it ran.
     """
 
     async def take_over(
         self, stream: trio.abc.Stream, prefetched: bytes, request: Request
-    ) -> None: ...
+    ) -> TakeoverOutcome | None: ...

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Proxy", "ProxyStatistics"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.proxy")
 
 # The HTTP server adds its own Date; a relayed one would make two.
 _DROP_FROM_RESPONSE = frozenset({b"date"})

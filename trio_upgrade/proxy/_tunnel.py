@@ -29,7 +29,7 @@ from ._rewrite import rewrite_response_headers
 
 __all__ = ["Tunnel", "pump"]
 
-logger = logging.getLogger("trio_upgrade")
+logger = logging.getLogger("trio_upgrade.proxy")
 
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError)
 
