@@ -39,19 +39,31 @@ from ._cli import (
     LIFELINE_ENV,
     READY_ENV,
     CLIError,
+    PrometheusObserver,
     Resolved,
     Supervisor,
     TrustedProxies,
     add_arguments,
     fd_listeners,
     forwarded_headers,
+    load_log_config,
+    metrics_app,
     parse_fd_bind,
+    require_prometheus,
     resolve,
     systemd_fds,
     use_json_access_log,
 )
 from .asgi import ASGIHandler, Lifespan, LifespanFailure, is_asgi_app
-from .core import BindError, Server, listener_address, open_listeners, parse_bind, run_until_signal
+from .core import (
+    BindError,
+    Server,
+    configure_logging,
+    listener_address,
+    open_listeners,
+    parse_bind,
+    run_until_signal,
+)
 from .http import Handler, HTTPConfig, app_lifespan, create_server
 from .proxy import Proxy
 from .ws import Deflate, WebSocketConfig
@@ -224,6 +236,18 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
     ssl_context = _ssl_context(s)
     listeners = fd_listeners(fds, ssl_context) + await _open(binds, ssl_context, s.unix_mode)
     async with contextlib.AsyncExitStack() as stack:
+        observer: PrometheusObserver | None = None
+        metrics_server: Server | None = None
+        if s.metrics_bind is not None:
+            # Opened first, so that a port in use stops the command before the
+            # app's lifespan runs; closed however the command ends.
+            metrics_listeners = await _open([s.metrics_bind], None, None)
+            for listener in metrics_listeners:
+                stack.push_async_callback(trio.aclose_forcefully, listener)
+            observer = PrometheusObserver()
+            metrics_server = await create_server(
+                metrics_app(observer.registry), listeners=metrics_listeners, max_connections=64
+            )
         handler: Handler
         if s.command == "proxy":
             handler = await stack.enter_async_context(_make_proxy(s))
@@ -249,8 +273,15 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
             max_connections_per_client=s.max_connections_per_client,
             grace_period=s.grace_period,
             listeners=listeners,
+            observer=observer,
         )
         async with trio.open_nursery() as nursery:
+            if observer is not None and metrics_server is not None:
+                observer.watch(server)
+                # In the command's nursery: it stops when the server has drained.
+                await nursery.start(metrics_server.serve)
+                for where in metrics_server.addresses:
+                    print(f"metrics on {_describe(where, 'http')}metrics", flush=True)
 
             async def serve_then_stop(*, task_status: trio.TaskStatus[Server]) -> None:
                 await run_until_signal(server, task_status=task_status)
@@ -264,8 +295,8 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
                     nursery.start_soon(_watch_lifeline, int(lifeline), server)
             else:
                 scheme = "https" if ssl_context else "http"
-                for listener in server.addresses:
-                    print(f"serving on {_describe(listener, scheme)}", flush=True)
+                for address in server.addresses:
+                    print(f"serving on {_describe(address, scheme)}", flush=True)
 
 
 def _make_proxy(s: Resolved) -> Proxy:
@@ -334,6 +365,8 @@ def _run(s: Resolved, argv: Sequence[str]) -> int:
     _http_config(s)
     _websocket_config(s)
     reload = s.reload and worker_fds is None
+    if s.metrics_bind is not None:
+        _check_metrics(s, workers, reload)
     if workers <= 1 and not reload:
         trio.run(_serve, s, app, binds, fds, worker_fds is not None)
         return 0
@@ -350,6 +383,37 @@ def _run(s: Resolved, argv: Sequence[str]) -> int:
         watch = [os.path.abspath(d) for d in (s.reload_dir or [default])]
     supervisor = Supervisor(argv, fds, max(1, workers), os.environ, watch=watch)
     return trio.run(supervisor.run)
+
+
+def _check_metrics(s: Resolved, workers: int, reload: bool) -> None:
+    require_prometheus()
+    if workers > 1 or reload:
+        # Each process counts its own traffic: one endpoint in one worker
+        # would show a fraction of it, and a port per worker would collide
+        # while SIGHUP runs an old and a new worker side by side.
+        raise CLIError(
+            "--metrics-bind counts one process: it cannot be used with --workers above 1 "
+            "or --reload"
+        )
+    if parse_fd_bind(s.metrics_bind) is not None:
+        raise CLIError("--metrics-bind takes host:port or unix:PATH, not fd://")
+    try:
+        parse_bind(s.metrics_bind)
+    except BindError as exc:
+        raise CLIError(f"bad --metrics-bind: {exc}") from None
+
+
+def _setup_logging(s: Resolved) -> None:
+    """The package's log format at --log-level, or --log-config's configuration."""
+    if s.log_config is None:
+        configure_logging(s.log_level)
+    else:
+        load_log_config(s.log_config)
+        if s.sources["log_level"] != "default":
+            # Given explicitly: it still sets the package's level.
+            logging.getLogger("trio_upgrade").setLevel(s.log_level.upper())
+    if s.access_log_format == "json":
+        use_json_access_log()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,12 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.print_config:
             print(settings.dump(), end="")
             return 0
-        logging.basicConfig(
-            level=getattr(logging, settings.log_level.upper()),
-            format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-        )
-        if settings.access_log_format == "json":
-            use_json_access_log()
+        _setup_logging(settings)
         return _run(settings, argv)
     except CLIError as exc:
         print(f"trio-upgrade: {exc}", file=sys.stderr)

@@ -434,3 +434,72 @@ async def test_a_handler_that_forgets_to_return_gets_a_hint(
     assert any(
         "save" in r.getMessage() and "a missing return?" in r.getMessage() for r in caplog.records
     )
+
+
+# request.state: attributes and keys ----------------------------------------------
+
+
+def state_app() -> App:
+    """Middleware sets request.state.user (Starlette's spelling); handlers read it
+    both ways, and the lifespan's state arrives as attributes too."""
+
+    @asynccontextmanager
+    async def lifespan(app: App) -> AsyncIterator[dict[str, Any]]:
+        app.state.pool = "the-pool"  # app.state is a State as well
+        yield {"db": "the-db"}
+
+    async def who(request: Request, call_next: Any) -> Any:
+        request.state.user = request.headers.get("x-user", "ann")
+        return await call_next(request)
+
+    app = App(lifespan=lifespan, middleware=[who], websocket_middleware=[who])
+
+    @app.route("/")
+    async def index(request: Request) -> Response:
+        state = request.state
+        return Response.text(f"{state.user} {state['user']} {state.db} {state['pool']}")
+
+    @app.websocket("/ws")
+    async def ws(ws: ServerWebSocket) -> None:
+        await ws.send(f"{ws.request.state.user} {ws.request.state.db}")
+
+    return app
+
+
+async def test_request_state_takes_attributes_over_a_real_server() -> None:
+    async with serving(state_app()) as server:
+        port = port_of(server)
+        async with httpx.AsyncClient(trust_env=False) as http:
+            response = await http.get(f"http://127.0.0.1:{port}/", headers={"x-user": "bo"})
+        assert response.text == "bo bo the-db the-pool"
+        async with ws_connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert await ws.recv() == "ann the-db"
+
+
+async def test_request_state_takes_attributes_through_the_app_client() -> None:
+    async with AppClient(state_app()) as client:
+        response = await client.get("/", headers={"x-user": "cy"})
+        assert response.text == "cy cy the-db the-pool"
+        async with client.websocket("/ws") as ws:
+            assert await ws.receive() == "ann the-db"
+
+
+def test_state_is_a_namespace_and_a_mapping() -> None:
+    from trio_upgrade.http import State
+
+    state = State({"a": 1})
+    state.b = 2
+    state["c"] = 3
+    assert (state.a, state["b"], state.c) == (1, 2, 3)
+    assert state == {"a": 1, "b": 2, "c": 3} and len(state) == 3 and "b" in state
+    assert state.get("zz") is None and dict(state.items()) == {"a": 1, "b": 2, "c": 3}
+    del state.a
+    assert state.pop("b") == 2 and list(state) == ["c"]
+    with pytest.raises(AttributeError, match="state has no 'missing'"):
+        _ = state.missing
+    with pytest.raises(KeyError):
+        _ = state["missing"]
+    request = Request("GET", "/")
+    assert request.state == {}
+    request.state = {"x": 1}  # a plain dict assigned is wrapped
+    assert request.state.x == 1

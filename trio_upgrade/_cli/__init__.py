@@ -1,5 +1,6 @@
 """The parts of the ``trio-upgrade`` command (:mod:`trio_upgrade.cli`): its
-settings, the sockets it inherits, the worker supervisor, and ``--proxy-headers``.
+settings, the sockets it inherits, the worker supervisor, ``--proxy-headers``,
+``--log-config`` and ``--metrics-bind``.
 
 Like the command, uses every layer's public API only.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 from ._access import JSONAccessFormatter, use_json_access_log
 from ._forwarded import TrustedProxies, forwarded_headers
+from ._logconfig import load_log_config
+from ._metrics import PrometheusObserver, metrics_app, require_prometheus
 from ._settings import OPTIONS, CLIError, Option, Resolved, add_arguments, resolve
 from ._sockets import fd_listener, fd_listeners, parse_fd_bind, systemd_fds
 from ._workers import FDS_ENV, LIFELINE_ENV, READY_ENV, Supervisor
@@ -20,6 +23,7 @@ __all__ = [
     "CLIError",
     "JSONAccessFormatter",
     "Option",
+    "PrometheusObserver",
     "Resolved",
     "Supervisor",
     "TrustedProxies",
@@ -27,7 +31,10 @@ __all__ = [
     "fd_listener",
     "fd_listeners",
     "forwarded_headers",
+    "load_log_config",
+    "metrics_app",
     "parse_fd_bind",
+    "require_prometheus",
     "resolve",
     "systemd_fds",
     "use_json_access_log",

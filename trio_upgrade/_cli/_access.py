@@ -10,8 +10,10 @@ import time
 __all__ = ["JSONAccessFormatter", "use_json_access_log"]
 
 # The arguments of the HTTP layer's access-log record, in order: peer,
-# method, target, HTTP version, status, bytes sent, milliseconds.
+# method, target, HTTP version, status, bytes sent, milliseconds; a session's
+# record (an accepted WebSocket: status 101, size "-") adds its close code.
 FIELDS = ("client", "method", "target", "http_version", "status", "size", "duration_ms")
+SESSION_FIELDS = (*FIELDS, "close_code")
 
 
 class JSONAccessFormatter(logging.Formatter):
@@ -25,10 +27,12 @@ class JSONAccessFormatter(logging.Formatter):
             "pid": record.process,
         }
         args = record.args
-        if isinstance(args, tuple) and len(args) == len(FIELDS):
-            entry.update(zip(FIELDS, args, strict=True))
+        if isinstance(args, tuple) and len(args) in (len(FIELDS), len(SESSION_FIELDS)):
+            entry.update(zip(SESSION_FIELDS, args, strict=False))
             if isinstance(entry["duration_ms"], float):
                 entry["duration_ms"] = round(entry["duration_ms"], 3)
+            if entry["size"] == "-":
+                entry["size"] = None
         else:
             entry["message"] = record.getMessage()
         return json.dumps(entry, ensure_ascii=False)

@@ -380,6 +380,24 @@ OPTIONS: tuple[Option, ...] = (
         "info",
         "logging level",
     ),
+    _o(
+        "log_config",
+        ("--log-config",),
+        _nullable(text),
+        None,
+        "configure logging from this file (logging.config.dictConfig): .json, .yaml/.yml "
+        "(with PyYAML) or .toml",
+        metavar="FILE",
+    ),
+    _o(
+        "metrics_bind",
+        ("--metrics-bind",),
+        _nullable(text),
+        None,
+        "serve Prometheus metrics at http://ADDRESS/metrics (host:port or unix:PATH; "
+        "needs prometheus-client)",
+        metavar="ADDRESS",
+    ),
     # WebSocket (WebSocketConfig; ASGI apps).
     _o(
         "ws_max_size",

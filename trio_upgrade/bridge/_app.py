@@ -17,6 +17,7 @@ from ..http import (
     Request,
     Response,
     Router,
+    State,
     Takeover,
     check_handler,
     error_response,
@@ -98,13 +99,14 @@ class App:
         self.lifespan = lifespan
         # Copied into each request's state: what the lifespan yielded, and
         # anything put here directly.
-        self.state: dict[str, Any] = {}
+        # A State, as request.state: app.state.db = ... or app.state["db"] = ...
+        self.state = State()
         self._lifespan_running = False
 
     # Lifespan ----------------------------------------------------------------
 
     @asynccontextmanager
-    async def lifespan_context(self) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan_context(self) -> AsyncIterator[State]:
         """Run the app's lifespan: startup on entering, shutdown on leaving.
 
         Yields :attr:`state`. A server stopped by cancellation is stopped

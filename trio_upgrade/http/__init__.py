@@ -36,6 +36,7 @@ from ._router import (
     strip_prefix,
 )
 from ._serve import app_lifespan, create_server, run, serve
+from ._state import State
 from ._takeover import Takeover, TakeoverOutcome
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "Route",
     "RouteMatch",
     "Router",
+    "State",
     "Takeover",
     "TakeoverOutcome",
     "app_lifespan",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, final
 from urllib.parse import parse_qsl, unquote
 
@@ -12,6 +12,7 @@ import trio
 from .._wire import Address
 from ._errors import MalformedBody, RequestBodyTooLarge
 from ._headers import Headers, HeadersLike
+from ._state import State
 
 if TYPE_CHECKING:
     from ..core import Connection
@@ -159,8 +160,9 @@ class Request:
       root_path: the prefix of routers this request was mounted under.
       max_body_size: the body limit for this request; a handler may change it before reading.
       connection: the :class:`trio_upgrade.core.Connection`, when served by a server.
-      state: a dict for middleware to pass values to handlers; an App's lifespan
-        state is copied into it (shallow) before routing.
+      state: a :class:`State` for middleware to pass values to handlers
+        (``request.state.user = ...`` or ``request.state["user"] = ...``); an
+        App's lifespan state is copied into it (shallow) before routing.
     """
 
     __slots__ = (
@@ -169,6 +171,7 @@ class Request:
         "_cookies",
         "_query",
         "_source",
+        "_state",
         "_upgrade",
         "client",
         "connection",
@@ -182,7 +185,6 @@ class Request:
         "root_path",
         "scheme",
         "server",
-        "state",
         "target",
     )
 
@@ -217,7 +219,8 @@ class Request:
         self.root_path = ""
         self.max_body_size = max_body_size
         self.connection = connection
-        self.state: dict[str, Any] = {}
+        # request.state, made on first use (most requests never touch it).
+        self._state: State | None = None
         self._source: BodySource = _BytesBody(body) if isinstance(body, bytes) else body
         self._body: RequestBody | None = None
         self._cached: bytes | None = None
@@ -265,7 +268,7 @@ class Request:
         self.root_path = ""
         self.max_body_size = max_body_size
         self.connection = connection
-        self.state = {}
+        self._state = None
         self._source = source
         self._body = None
         self._cached = None
@@ -273,6 +276,18 @@ class Request:
         self._cookies = None
         self._upgrade = upgrade
         return self
+
+    @property
+    def state(self) -> State:
+        """Values for this request, by attribute or by key (see :class:`State`)."""
+        state = self._state
+        if state is None:
+            state = self._state = State()
+        return state
+
+    @state.setter
+    def state(self, value: Mapping[str, Any]) -> None:
+        self._state = value if isinstance(value, State) else State(value)
 
     @property
     def query(self) -> QueryParams:
