@@ -276,12 +276,6 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
             observer=observer,
         )
         async with trio.open_nursery() as nursery:
-            if observer is not None and metrics_server is not None:
-                observer.watch(server)
-                # In the command's nursery: it stops when the server has drained.
-                await nursery.start(metrics_server.serve)
-                for where in metrics_server.addresses:
-                    print(f"metrics on {_describe(where, 'http')}metrics", flush=True)
 
             async def serve_then_stop(*, task_status: trio.TaskStatus[Server]) -> None:
                 await run_until_signal(server, task_status=task_status)
@@ -297,6 +291,12 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
                 scheme = "https" if ssl_context else "http"
                 for address in server.addresses:
                     print(f"serving on {_describe(address, scheme)}", flush=True)
+            if observer is not None and metrics_server is not None:
+                observer.watch(server)
+                # In the command's nursery: cancelled once the server has drained.
+                await nursery.start(metrics_server.serve)
+                for where in metrics_server.addresses:
+                    print(f"metrics on {_describe(where, 'http')}metrics", flush=True)
 
 
 def _make_proxy(s: Resolved) -> Proxy:
