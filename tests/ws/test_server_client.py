@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -14,7 +16,7 @@ import pytest
 import trio
 from _wire import has_ipv6_loopback, receive_until_eof
 
-from trio_upgrade.core import Server
+from trio_upgrade.core import Observer, Server
 from trio_upgrade.ws import (
     Accept,
     ConnectionClosedOK,
@@ -366,3 +368,52 @@ async def test_client_refuses_an_unwritable_header_before_connecting() -> None:
     with pytest.raises(ValueError):
         async with open_websocket("ws://127.0.0.1:9/", headers=[("x-a", "1\r\nx-b: 2")]):
             pass  # pragma: no cover
+
+
+class _Counting(Observer):
+    """An observer that writes down what it is told."""
+
+    __slots__ = ("done", "events")
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+        self.done = trio.Event()
+
+    def request_done(self, method: str, status: int, seconds: float, upgrade: str | None) -> None:
+        self.events.append(("request", method, status, upgrade))
+        self.done.set()
+
+    def session_opened(self) -> None:
+        self.events.append(("opened",))
+
+    def session_closed(self) -> None:
+        self.events.append(("closed",))
+
+
+async def test_sessions_reach_the_access_log_and_the_observer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    observer = _Counting()
+    caplog.set_level(logging.INFO, logger="trio_upgrade.access")
+    async with running(echo, access_log=True, observer=observer) as server:
+        async with open_websocket(url_of(server, "/room?x=1"), config=NO_PINGS) as ws:
+            await ws.send("hi")
+            assert await ws.receive() == "hi"
+            await ws.aclose(4001)
+        with trio.fail_after(10):
+            await observer.done.wait()  # told after the line was written
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "trio_upgrade.access"]
+    assert re.fullmatch(
+        r'127\.0\.0\.1:\d+ "GET /room\?x=1 HTTP/1\.1" 101 - [\d.]+ms close 4001', line
+    )
+    assert observer.events == [("opened",), ("closed",), ("request", "GET", 101, "websocket")]
+
+
+async def test_no_access_log_unless_asked(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="trio_upgrade.access")
+    async with running(echo) as server:
+        async with open_websocket(url_of(server), config=NO_PINGS) as ws:
+            await ws.send("hi")
+            assert await ws.receive() == "hi"
+        await trio.sleep(0.1)
+    assert not [r for r in caplog.records if r.name == "trio_upgrade.access"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from .._wire import (
     response_head,
     simple_response,
 )
-from ..core import Bind, Connection, Server, open_listeners
+from ..core import Bind, Connection, Observer, Server, open_listeners
 from ._config import WebSocketConfig
 from ._errors import ConnectionClosed
 from ._handshake import Accepted, ClientOffer, Rejection, accept, validate_request
@@ -31,6 +32,7 @@ from ._session import WebSocket
 __all__ = ["Accept", "HandshakeHook", "Reject", "WebSocketHandler", "serve_websocket"]
 
 logger = logging.getLogger("trio_upgrade.ws")
+access_logger = logging.getLogger("trio_upgrade.access")
 
 HeaderPairs = Sequence[tuple[bytes, bytes]]
 
@@ -86,6 +88,8 @@ async def serve_websocket(
     max_head_size: int = DEFAULT_MAX_HEAD_SIZE,
     max_header_fields: int = DEFAULT_MAX_FIELDS,
     unix_mode: int | None = None,
+    access_log: bool = False,
+    observer: Observer | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket sessions on *binds* until cancelled, then shut down gracefully.
@@ -105,6 +109,13 @@ async def serve_websocket(
     :class:`~trio_upgrade.core.Server` once listening (``server.addresses``).
     Shutdown (cancelling, or ``await server.aclose()``) stops accepting, closes
     open sessions with 1001 and waits for them up to *grace_period* seconds.
+
+    With *access_log*, each session logs one line on the ``trio_upgrade.access``
+    logger (INFO) when it ends, as the HTTP server's access log does for an
+    upgrade: ``127.0.0.1:5000 "GET /chat HTTP/1.1" 101 - 812.4ms close 1000``.
+    An *observer* (:class:`~trio_upgrade.core.Observer`) is told of each
+    session (opened, closed, and as a request answered with 101); the
+    handler holds the session itself, so messages are not counted here.
     """
     listeners = await open_listeners(*binds, ssl_context=ssl_context, unix_mode=unix_mode)
 
@@ -115,6 +126,7 @@ async def serve_websocket(
         handshake=handshake,
         config=config,
         handshake_timeout=handshake_timeout,
+        access_log=access_log,
         # One argument for both head limits: the connection's frame lives as
         # long as the session, and every argument is 8 bytes of it.
         new_parser=functools.partial(
@@ -122,7 +134,11 @@ async def serve_websocket(
         ),
     )
     server = Server(
-        on_connection, listeners, max_connections=max_connections, grace_period=grace_period
+        on_connection,
+        listeners,
+        max_connections=max_connections,
+        grace_period=grace_period,
+        observer=observer,
     )
     await server.serve(task_status=task_status)
 
@@ -134,9 +150,13 @@ async def _serve_connection(
     handshake: HandshakeHook | None,
     config: WebSocketConfig,
     handshake_timeout: float,
+    access_log: bool,
     new_parser: Callable[[], RequestParser],
 ) -> None:
     stream = conn.stream
+    observer = conn.observer
+    # Timed for the access log or the observer only.
+    started = time.perf_counter() if access_log or observer is not None else 0.0
     opened: tuple[HandshakeRequest, bytes, Accepted] | None = None
     with trio.move_on_after(handshake_timeout):
         try:
@@ -147,6 +167,8 @@ async def _serve_connection(
         await _linger(stream)
         return
     request, prefetched, accepted = opened
+    # The one part of the handshake kept for the session's end: its target.
+    target = request.path if started else ""
     ws = WebSocket(
         stream,
         prefetched=prefetched,
@@ -162,6 +184,8 @@ async def _serve_connection(
     # The session's tasks run in the connection's nursery rather than one of
     # their own: a nursery less per connection (memory), same lifetime.
     ws._start(conn.nursery, conn.shutdown)
+    if observer is not None:
+        observer.session_opened()
     error: BaseException | None = None
     try:
         await handler(ws)
@@ -169,9 +193,38 @@ async def _serve_connection(
         pass
     except BaseException as exc:
         error = exc
-    await ws._end(error)
+    try:
+        await ws._end(error)
+    finally:
+        if observer is not None:
+            observer.session_closed()
+    if started:
+        _report(conn, target, ws.close_code, started, access_log)
     if error is not None:
         raise error
+
+
+def _report(
+    conn: Connection, target: str, code: int | None, started: float, access_log: bool
+) -> None:
+    """A session has ended: its access-log line, and the observer's request."""
+    seconds = time.perf_counter() - started
+    if access_log:
+        client = conn.client
+        peer = f"{client[0]}:{client[1]}" if isinstance(client, tuple) else (client or "-")
+        access_logger.info(
+            '%s "%s %s HTTP/%s" %d %s %.1fms close %s',
+            peer,
+            _GET,
+            target,
+            "1.1",
+            101,
+            "-",
+            seconds * 1000,
+            1006 if code is None else code,
+        )
+    if conn.observer is not None:
+        conn.observer.request_done(_GET, 101, seconds, "websocket")
 
 
 # The method as the session keeps it: one shared string rather than one per request.
