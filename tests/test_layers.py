@@ -28,8 +28,12 @@ ALLOWED: dict[str, tuple[set[str], set[str]]] = {
     "testing": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio", "h11", "pytest"}),
     "cli": ({"_cli", "core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio"}),
     # The command's parts: settings, inherited sockets, workers, --proxy-headers;
-    # prometheus-client (the metrics extra) for --metrics-bind, imported only then.
-    "_cli": ({"core", "http", "ws", "bridge", "proxy", "asgi"}, {"trio", "prometheus_client"}),
+    # prometheus-client (the metrics extra) for --metrics-bind and watchfiles (the
+    # reload extra) for --reload, each imported only then.
+    "_cli": (
+        {"core", "http", "ws", "bridge", "proxy", "asgi"},
+        {"trio", "prometheus_client", "watchfiles"},
+    ),
 }
 # Layers that must use other layers' public API only (no `_private` modules).
 PUBLIC_ONLY = {"testing", "cli", "_cli"}

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from _cli_procs import running
 
 VERSIONED = """
@@ -38,13 +39,25 @@ def _wait_for_text(url: str, want: str, timeout: float = 30.0) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("watcher", ["watchfiles", "polling"])
 def test_reload_serves_the_new_code_and_keeps_the_old_on_a_broken_change(
-    tmp_path: Path,
+    tmp_path: Path, watcher: str
 ) -> None:
+    env = {}
+    if watcher == "watchfiles":
+        pytest.importorskip("watchfiles")
+    else:
+        # watchfiles hidden: the supervisor falls back to polling.
+        hidden = tmp_path / "hide" / "watchfiles"
+        hidden.mkdir(parents=True)
+        (hidden / "__init__.py").write_text("raise ImportError('hidden')\n")
+        env["PYTHONPATH"] = str(hidden.parent)
     module = tmp_path / "versioned.py"
     module.write_text(VERSIONED.format(version="one"))
-    with running(["serve", "versioned:app", "-b", "127.0.0.1:0", "--reload"], tmp_path) as server:
+    args = ["serve", "versioned:app", "-b", "127.0.0.1:0", "--reload"]
+    with running(args, tmp_path, env=env) as server:
         server.wait_for_log("1 workers ready")
+        server.wait_for_log(f"watching for changes {'with' if watcher == 'watchfiles' else 'by'}")
         assert httpx.get(server.url, timeout=10).text == "one"
         _touch_later(module, VERSIONED.format(version="two"))
         _wait_for_text(server.url, "two")

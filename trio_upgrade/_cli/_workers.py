@@ -236,8 +236,32 @@ class Supervisor:
                 self._start_reload()
 
     async def _watch_files(self, directories: Sequence[str]) -> None:
-        """--reload: poll the modification times of the *.py files under
-        *directories* twice a second; a change replaces the workers."""
+        """--reload: a change to a *.py file under *directories* replaces the
+        workers. Watched with watchfiles (inotify and its kin, through anyio
+        on Trio) when it is installed, else by polling modification times."""
+        try:
+            import watchfiles
+        except ImportError:
+            logger.info("watching for changes by polling (install watchfiles for inotify)")
+            await self._poll_files(directories)
+            return
+        logger.info("watching for changes with watchfiles")
+        tops = list(directories)  # absolute: the command made them so
+
+        def wanted(_change: object, path: str) -> bool:
+            return path.endswith(".py") and _watched(path, tops)
+
+        # rust_timeout: how often the watching thread comes back even without
+        # a change, which bounds how long cancelling this task may take.
+        async for changes in watchfiles.awatch(
+            *tops, watch_filter=wanted, debounce=200, rust_timeout=500
+        ):
+            logger.info("%s changed: replacing workers", sorted(p for _, p in changes)[0])
+            self._start_reload()
+
+    async def _poll_files(self, directories: Sequence[str]) -> None:
+        """Poll the modification times of the *.py files under *directories*
+        twice a second."""
         seen = _snapshot(directories)
         while True:
             await trio.sleep(POLL_INTERVAL)
@@ -252,6 +276,17 @@ class Supervisor:
 POLL_INTERVAL = 0.5
 # Directories never worth watching.
 _SKIP = {"__pycache__", "node_modules", "site-packages"}
+
+
+def _watched(path: str, tops: Sequence[str]) -> bool:
+    """Whether *path* lies under one of *tops* outside the skipped directories."""
+    for top in tops:
+        rel = os.path.relpath(path, top)
+        if rel.startswith(os.pardir):
+            continue
+        parts = rel.split(os.sep)[:-1]
+        return not any(p.startswith(".") or p in _SKIP for p in parts)
+    return False
 
 
 def _snapshot(directories: Sequence[str]) -> dict[str, int]:
