@@ -11,6 +11,9 @@ cancels out; the request parser is chosen with ``TRIO_UPGRADE_HTTP_PARSER``::
             --callgrind-out-file=/dev/null .venv/bin/python bench/http_inproc.py $n
     done   # (Collected[1500] - Collected[500]) / 1000 = instructions per request
 
+With ``BENCH_METRICS=1`` the connection has the command's Prometheus observer
+(``--metrics-bind``): the same run then counts what metrics cost per request.
+
 Instruction counts do not move with the load of a shared machine, unlike
 wrk's figures; the client's share (one send, one or two receives per request)
 is in every count alike.
@@ -18,6 +21,7 @@ is in every count alike.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -52,6 +56,12 @@ async def main(count: int) -> None:
     client = trio.socket.from_stdlib_socket(client_sock)
     async with trio.open_nursery() as nursery:
         conn = Connection(server, nursery, client=("127.0.0.1", 1), server=("127.0.0.1", 2))
+        if os.environ.get("BENCH_METRICS") == "1":
+            from prometheus_client import CollectorRegistry
+
+            from trio_upgrade._cli import PrometheusObserver
+
+            conn.observer = PrometheusObserver(CollectorRegistry())
         nursery.start_soon(serve_http_connection, conn, make_router())
         for _ in range(count):
             await client.send(REQUEST)
