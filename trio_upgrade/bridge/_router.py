@@ -103,6 +103,9 @@ class _Upgrade:
     async def take_over(
         self, stream: trio.abc.Stream, prefetched: bytes, request: Request
     ) -> TakeoverOutcome | None:
+        # One frame for the whole session (no helper coroutine): this frame
+        # lives as long as the connection, and every frame costs an idle one.
+        route = self.route
         connection = request.connection
         ws: ServerWebSocket | None = None
         try:
@@ -113,11 +116,33 @@ class _Upgrade:
                     request,
                     self.offer,
                     config=self.config,
-                    subprotocols=self.route.subprotocols,
+                    subprotocols=route.subprotocols,
                     exit_stack=stack,
                     observer=connection.observer if connection is not None else None,
                 )
-                await self._run(ws)
+                refusal: Response | None = None
+                gone = False
+                try:
+                    await route.handler(ws)
+                except ConnectionClosed:
+                    gone = True  # the peer went away: nothing to report
+                except HTTPError as exc:
+                    if ws.state != "pending":
+                        raise
+                    # Raised before deciding: answer with it, like an HTTP handler would.
+                    refusal = error_response(exc.status, exc.detail, exc.headers)
+                except Exception:
+                    if ws.state != "pending":
+                        raise  # the session (left by the exit stack) closes with 1011
+                    logger.exception(
+                        "WebSocket handler for %s failed before accepting", request.path
+                    )
+                    refusal = error_response(500, None)
+                if not gone and ws.state == "pending":
+                    # Neither accepted nor rejected: refuse rather than leave the client
+                    # hanging (403 when the handler just returned).
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.reject(refusal if refusal is not None else 403)
         except Exception:
             # Raised after accepting: the session (left by the exit stack)
             # closed with 1011. Logged here so that the access log still
@@ -125,30 +150,6 @@ class _Upgrade:
             logger.exception("WebSocket handler for %s failed", request.path)
         # The session has ended (the exit stack left it): its close code is final.
         return ws._finish() if ws is not None else None
-
-    async def _run(self, ws: ServerWebSocket) -> None:
-        route = self.route
-        request = ws.request
-        refusal: Response | None = None
-        try:
-            await route.handler(ws)
-        except ConnectionClosed:
-            return  # the peer went away: nothing to report
-        except HTTPError as exc:
-            if ws.state != "pending":
-                raise
-            # Raised before deciding: answer with it, like an HTTP handler would.
-            refusal = error_response(exc.status, exc.detail, exc.headers)
-        except Exception:
-            if ws.state != "pending":
-                raise  # the session (left by the exit stack) closes with 1011
-            logger.exception("WebSocket handler for %s failed before accepting", request.path)
-            refusal = error_response(500, None)
-        if ws.state == "pending":
-            # Neither accepted nor rejected: refuse rather than leave the client
-            # hanging (403 when the handler just returned).
-            with contextlib.suppress(ConnectionClosed):
-                await ws.reject(refusal if refusal is not None else 403)
 
 
 @final
