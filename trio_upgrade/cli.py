@@ -296,7 +296,9 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
                 # In the command's nursery: cancelled once the server has drained.
                 await nursery.start(metrics_server.serve)
                 for where in metrics_server.addresses:
-                    print(f"metrics on {_describe(where, 'http')}metrics", flush=True)
+                    url = _describe(where, "http")
+                    shown = url + "metrics" if url.endswith("/") else f"{url} (GET /metrics)"
+                    print(f"metrics on {shown}", flush=True)
 
 
 def _make_proxy(s: Resolved) -> Proxy:

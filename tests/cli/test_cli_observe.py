@@ -302,3 +302,15 @@ def test_run_and_the_command_log_in_one_format(apps_dir: Path) -> None:
         proc.communicate(timeout=20)
     assert _LINE.match(line), line
     assert "trio_upgrade.http: serving on http://127.0.0.1:" in line
+
+
+def test_metrics_on_a_unix_socket(apps_dir: Path) -> None:
+    sock = apps_dir / "metrics.sock"
+    args = ["serve", "observed:app", "-b", "127.0.0.1:0", "--metrics-bind", f"unix:{sock}"]
+    with running(args, apps_dir, lines=2) as server:
+        assert server.lines[1] == f"metrics on unix:{sock} (GET /metrics)\n"
+        assert httpx.get(server.url, timeout=10).text == "hi"
+        transport = httpx.HTTPTransport(uds=str(sock))
+        with httpx.Client(transport=transport, trust_env=False) as client:
+            text = client.get("http://metrics/metrics", timeout=10).text
+    assert 'trio_upgrade_http_requests_total{method="GET",status="200"} 1.0' in text
