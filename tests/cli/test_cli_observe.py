@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -314,3 +315,27 @@ def test_metrics_on_a_unix_socket(apps_dir: Path) -> None:
         with httpx.Client(transport=transport, trust_env=False) as client:
             text = client.get("http://metrics/metrics", timeout=10).text
     assert 'trio_upgrade_http_requests_total{method="GET",status="200"} 1.0' in text
+
+
+@pytest.mark.parametrize("level", [None, "debug"])
+def test_an_explicit_log_level_still_sets_the_package_level(
+    apps_dir: Path, level: str | None
+) -> None:
+    log_file = apps_dir / "all.log"
+    config = {
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log_file)}},
+        "root": {"handlers": ["file"], "level": "DEBUG"},
+        "loggers": {"trio_upgrade": {"level": "WARNING"}},
+    }
+    (apps_dir / "log.json").write_text(json.dumps(config))
+    args = ["serve", "observed:app", "-b", "127.0.0.1:0", "--log-config", "log.json"]
+    with running([*args, *(["--log-level", level] if level else [])], apps_dir) as server:
+        # A malformed request: answered 400, and logged at DEBUG.
+        host, port = server.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as raw:
+            raw.sendall(b"NOT HTTP\r\n\r\n")
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
+        # The one request that reaches the app after it, to know the first was handled.
+        assert httpx.get(server.url, timeout=10).text == "hi"
+    logged = log_file.read_text()
+    assert ("answering 400" in logged) == (level == "debug"), logged
