@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, final
 
@@ -101,21 +100,24 @@ class _Upgrade:
 
     async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
         route = self.route
-        async with AsyncExitStack() as stack:
-            ws = ServerWebSocket(
-                stream,
-                prefetched,
-                request,
-                self.offer,
-                config=self.config,
-                subprotocols=route.subprotocols,
-                exit_stack=stack,
-            )
-            refusal: Response | None = None
+        ws = ServerWebSocket(
+            stream,
+            prefetched,
+            request,
+            self.offer,
+            config=self.config,
+            subprotocols=route.subprotocols,
+        )
+        # No AsyncExitStack (its deque alone is 0.7 KiB, held as long as an idle
+        # session lives): the session is left below, as a ``with`` would leave it.
+        try:
+            # What to answer if the handshake is still pending at the end
+            # (None: nothing, the peer has gone).
+            refusal: Response | int | None = 403
             try:
                 await route.handler(ws)
             except ConnectionClosed:
-                return  # the peer went away: nothing to report
+                refusal = None  # the peer went away: nothing to report
             except HTTPError as exc:
                 if ws.state != "pending":
                     raise
@@ -123,14 +125,19 @@ class _Upgrade:
                 refusal = error_response(exc.status, exc.detail, exc.headers)
             except Exception:
                 if ws.state != "pending":
-                    raise  # the session (left by the exit stack) closes with 1011
+                    raise  # the session (left below) closes with 1011
                 logger.exception("WebSocket handler for %s failed before accepting", request.path)
                 refusal = error_response(500, None)
-            if ws.state == "pending":
+            if refusal is not None and ws.state == "pending":
                 # Neither accepted nor rejected: refuse rather than leave the client
                 # hanging (403 when the handler just returned).
                 with contextlib.suppress(ConnectionClosed):
-                    await ws.reject(refusal if refusal is not None else 403)
+                    await ws.reject(refusal)
+        except BaseException as exc:
+            if not await ws._leave(exc):
+                raise
+        else:
+            await ws._leave(None)
 
 
 @final

@@ -9,8 +9,8 @@ with the defaults, so the simplest handler is just a loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Iterable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterable, Awaitable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, final
 
 import trio
@@ -61,10 +61,10 @@ class ServerWebSocket:
 
     __slots__ = (
         "_config",
-        "_exit_stack",
         "_offer",
         "_prefetched",
         "_session",
+        "_session_cm",
         "_state",
         "_stream",
         "_subprotocols",
@@ -80,7 +80,6 @@ class ServerWebSocket:
         *,
         config: WebSocketConfig,
         subprotocols: Iterable[str],
-        exit_stack: AsyncExitStack,
     ) -> None:
         self.request = request
         self._stream = stream
@@ -90,9 +89,9 @@ class ServerWebSocket:
         self._config = config
         # Subprotocols the route supports, in the server's order of preference.
         self._subprotocols = tuple(subprotocols)
-        # Owns the session's context manager, entered on accept().
-        self._exit_stack = exit_stack
         self._session: WebSocket | None = None
+        # The session's context manager, entered by accept(), left by _leave().
+        self._session_cm: AbstractAsyncContextManager[WebSocket] | None = None
         # "pending" until accept() or reject(), then "accepted" or "rejected".
         self._state = "pending"
 
@@ -155,22 +154,33 @@ class ServerWebSocket:
             method=request.method,
         )
         connection = request.connection
-        self._session = await self._exit_stack.enter_async_context(
-            websocket_session(
-                self._stream,
-                prefetched=self._prefetched,
-                request=handshake,
-                subprotocol=accepted.subprotocol,
-                extensions=accepted.extensions,
-                config=self._config,
-                # The session's tasks are the connection's (docs/architecture.md,
-                # "Flow of one connection"): no nursery of its own per idle session.
-                nursery=connection.nursery if connection is not None else None,
-            )
+        session_cm = websocket_session(
+            self._stream,
+            prefetched=self._prefetched,
+            request=handshake,
+            subprotocol=accepted.subprotocol,
+            extensions=accepted.extensions,
+            config=self._config,
+            # The session's tasks are the connection's (docs/architecture.md,
+            # "Flow of one connection"): no nursery of its own per idle session.
+            nursery=connection.nursery if connection is not None else None,
         )
+        self._session = session = await session_cm.__aenter__()
+        self._session_cm = session_cm
         # The client's first frames now belong to the session.
         self._prefetched = b""
-        return self._session
+        return session
+
+    async def _leave(self, exc: BaseException | None) -> bool:
+        """Leave the session's context (if accepted) as ``async with`` would on
+        *exc*; whether it suppressed *exc*. The route's takeover calls it once."""
+        session_cm = self._session_cm
+        if session_cm is None:
+            return False
+        self._session_cm = None
+        if exc is None:
+            return bool(await session_cm.__aexit__(None, None, None))
+        return bool(await session_cm.__aexit__(type(exc), exc, exc.__traceback__))
 
     async def reject(
         self,
@@ -232,8 +242,19 @@ class ServerWebSocket:
             session = await self.accept()
         return session
 
-    async def receive(self) -> str | bytes:
-        return await (self._session or await self._ensure()).receive()
+    def receive(self) -> Awaitable[str | bytes]:
+        """The next message (``await ws.receive()``), as on the session.
+
+        Once accepted, this is the session's own coroutine: no frame of ours
+        stays on the stack, for hours, while an idle handler waits.
+        """
+        session = self._session
+        if session is not None:
+            return session.receive()
+        return self._receive_first()
+
+    async def _receive_first(self) -> str | bytes:
+        return await (await self._ensure()).receive()
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         await (self._session or await self._ensure()).send(message)
@@ -270,9 +291,18 @@ class ServerWebSocket:
     def __aiter__(self) -> ServerWebSocket:
         return self
 
-    async def __anext__(self) -> str | bytes:
-        """The next message; the iteration ends when the peer closes normally."""
-        return await (self._session or await self._ensure()).__anext__()
+    def __anext__(self) -> Awaitable[str | bytes]:
+        """The next message; the iteration ends when the peer closes normally.
+
+        Once accepted, the session's own coroutine (see :meth:`receive`).
+        """
+        session = self._session
+        if session is not None:
+            return session.__anext__()
+        return self._anext_first()
+
+    async def _anext_first(self) -> str | bytes:
+        return await (await self._ensure()).__anext__()
 
     @property
     def subprotocol(self) -> str | None:
