@@ -17,7 +17,7 @@ from typing import Any, final
 
 import trio
 
-from .._wire import response_head, simple_response
+from .._wire import simple_response
 from ..http import Request
 from ..ws import (
     ClientOffer,
@@ -258,7 +258,7 @@ class WebSocketCycle:
                 config=self.config,
                 extra_headers=extra,
             )
-            head = response_head(101, accepted.headers)
+            head = accepted.head()
         except ValueError as exc:
             raise ProtocolError(f"cannot accept the WebSocket: {exc}") from None
         self.state = _State.ACCEPTING

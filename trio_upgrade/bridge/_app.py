@@ -10,17 +10,8 @@ from typing import Any, TypeVar, final, overload
 
 import trio
 
-from ..http import (
-    DirectResponse,
-    Handler,
-    Middleware,
-    Request,
-    Response,
-    Router,
-    Takeover,
-    check_handler,
-    error_response,
-)
+from ..http import DirectResponse, Handler, Middleware, Request, Response, Router, Takeover
+from ..http._router import check_handler, error_response
 from ..ws import WebSocketConfig
 from ._router import WebSocketHandler, WebSocketRouter
 

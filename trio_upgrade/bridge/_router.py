@@ -19,14 +19,8 @@ from typing import Any, TypeVar, final
 
 import trio
 
-from ..http import (
-    DirectResponse,
-    Handler,
-    HTTPError,
-    Middleware,
-    Request,
-    Response,
-    Takeover,
+from ..http import DirectResponse, Handler, HTTPError, Middleware, Request, Response, Takeover
+from ..http._router import (
     chain_middleware,
     check_handler,
     compile_pattern,

@@ -15,8 +15,9 @@ from typing import Any, final
 
 import trio
 
-from .._wire import forwardable_fields, response_head, simple_response
-from ..http import Headers, HeadersLike, Request, Response, error_response
+from .._wire import forwardable_fields, simple_response
+from ..http import Headers, HeadersLike, Request, Response
+from ..http._router import error_response
 from ..ws import (
     ClientOffer,
     ConnectionClosedError,
@@ -144,7 +145,7 @@ class ServerWebSocket:
             self._offer, subprotocol=subprotocol, config=self._config, extra_headers=extra
         )
         self._state = "accepted"
-        await self._send(response_head(101, accepted.headers))
+        await self._send(accepted.head())
         request = self.request
         handshake = HandshakeRequest(
             request.target,

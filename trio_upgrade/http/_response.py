@@ -14,13 +14,13 @@ from urllib.parse import quote
 
 import trio
 
-from .._wire import is_token, reason_phrase
+from .._wire import is_token
 from ._headers import Headers, HeadersLike
 
 if TYPE_CHECKING:
     from ._connection import ResponseWriter
 
-__all__ = ["DirectResponse", "Response", "reason_phrase"]
+__all__ = ["DirectResponse", "Response"]
 
 _FILE_CHUNK = 64 * 1024
 
