@@ -487,7 +487,8 @@ class _HTTPConnection:
         body_source = _Body(self, proto.body_done)
         method = head.method.decode("ascii")
         version = head.http_version
-        request = Request._from_wire(
+        request = Request.__new__(Request)
+        request._set_fields(
             method,
             head.target.decode("latin-1"),
             Headers.from_raw(head.headers),
