@@ -39,6 +39,7 @@ import tracemalloc
 from typing import Any
 
 import trio
+import trio.testing
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "servers"))
 
@@ -143,6 +144,9 @@ async def settle(server: Any, expected: int) -> None:
             break
         await trio.sleep(0.01)
     await trio.sleep(0.3)
+    # On a loaded machine the count can be right while connections are still
+    # being set up or torn down: wait until every task of ours is blocked.
+    await trio.testing.wait_all_tasks_blocked(cushion=0.1)
     gc.collect()
 
 

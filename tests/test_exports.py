@@ -84,7 +84,6 @@ UNDOCUMENTED: dict[str, set[str]] = {
         "HandshakeHook",
         "MessageChunks",
         "WebSocketHandler",
-        "accept_key",
         "offered_extensions",
     },
 }

@@ -23,9 +23,9 @@ from wsproto.connection import Connection as WSConnection
 from wsproto.connection import ConnectionType
 from wsproto.events import CloseConnection, Event, Message, Ping, TextMessage
 
+from trio_upgrade._wire import accept_key
 from trio_upgrade.core import Connection, Server, Shutdown
 from trio_upgrade.http import Handler, HTTPConfig, serve
-from trio_upgrade.ws import accept_key
 
 KEY = base64.b64encode(b"0123456789abcdef").decode("ascii")
 

@@ -21,9 +21,10 @@ from _wire import QUIET, frame, receive_until_eof
 from websockets.exceptions import ConnectionClosed as TheirConnectionClosed
 from websockets.exceptions import InvalidStatus
 
+from trio_upgrade._wire import accept_key
 from trio_upgrade.bridge import App, ServerWebSocket, check_origin
 from trio_upgrade.http import Request, Response
-from trio_upgrade.ws import Deflate, WebSocketConfig, accept_key
+from trio_upgrade.ws import Deflate, WebSocketConfig
 
 
 def make_app(config: WebSocketConfig | None = QUIET) -> tuple[App, list[str]]:

@@ -15,14 +15,8 @@ from _bridge_helpers import (
 from _wire import QUIET
 from websockets.exceptions import InvalidStatus
 
-from trio_upgrade.bridge import (
-    App,
-    Origin,
-    ServerWebSocket,
-    check_origin,
-    parse_origin,
-    request_host,
-)
+from trio_upgrade.bridge import App, Origin, ServerWebSocket, check_origin, parse_origin
+from trio_upgrade.bridge._origin import request_host
 from trio_upgrade.http import Middleware, Request, Response, Takeover
 
 PASSED = Response.text("passed")

@@ -25,6 +25,7 @@ from _http_helpers import (
     receive_until_eof,
 )
 
+from trio_upgrade._wire import reason_phrase
 from trio_upgrade.core import Shutdown
 from trio_upgrade.http import (
     ClientDisconnected,
@@ -35,7 +36,6 @@ from trio_upgrade.http import (
     RequestTimeout,
     Response,
     Router,
-    reason_phrase,
 )
 
 MockClock = trio.testing.MockClock

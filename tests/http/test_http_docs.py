@@ -30,6 +30,48 @@ def test_every_python_block_compiles() -> None:
         compile(block, str(DOC), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
+# What a user writing an app, a handler, a middleware or a test needs; the
+# routing and error helpers other layers share stay in private modules.
+EXPORTED = {
+    "BodySource",
+    "CORSMiddleware",
+    "ClientDisconnected",
+    "DirectResponse",
+    "GZipMiddleware",
+    "HTTPConfig",
+    "HTTPError",
+    "Handler",
+    "Headers",
+    "HeadersLike",
+    "MalformedBody",
+    "Match",
+    "MethodNotAllowed",
+    "Middleware",
+    "NotFound",
+    "QueryParams",
+    "Request",
+    "RequestBody",
+    "RequestBodyTooLarge",
+    "RequestTimeout",
+    "Response",
+    "ResponseWriter",
+    "Route",
+    "RouteMatch",
+    "Router",
+    "Takeover",
+    "app_lifespan",
+    "create_server",
+    "run",
+    "serve",
+    "serve_http_connection",
+}
+
+
+def test_exports_are_exactly_the_public_api() -> None:
+    assert set(trio_upgrade.http.__all__) == EXPORTED
+    assert len(trio_upgrade.http.__all__) == len(EXPORTED)
+
+
 def test_every_public_name_is_documented() -> None:
     text = DOC.read_text()
     missing = [name for name in trio_upgrade.http.__all__ if f"`{name}" not in text]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_upgrade._wire import reason_phrase
 from trio_upgrade.http import (
     Headers,
     HTTPError,
@@ -19,7 +20,6 @@ from trio_upgrade.http import (
     RequestBodyTooLarge,
     RequestTimeout,
     Response,
-    reason_phrase,
 )
 
 

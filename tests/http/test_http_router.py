@@ -15,8 +15,8 @@ from trio_upgrade.http import (
     RouteMatch,
     Router,
     Takeover,
-    compile_pattern,
 )
+from trio_upgrade.http._router import compile_pattern
 
 
 async def ok(request: Request) -> Response:

@@ -9,7 +9,6 @@ import trio_upgrade.proxy as proxy
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "proxy.md"
 
 PUBLIC = {
-    "HOP_BY_HOP",
     "Backend",
     "BackendTimeout",
     "BackendUnreachable",
@@ -20,13 +19,6 @@ PUBLIC = {
     "ProxyRoute",
     "ProxyStatistics",
     "Tunnel",
-    "connection_options",
-    "forward_target",
-    "is_upgrade_request",
-    "match_route",
-    "pump",
-    "rewrite_request_headers",
-    "rewrite_response_headers",
 }
 
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from trio_upgrade.proxy import (
-    HOP_BY_HOP,
-    Backend,
-    ProxyConfig,
-    ProxyRoute,
-    connection_options,
+from trio_upgrade._wire import HOP_BY_HOP, connection_options
+from trio_upgrade.proxy import Backend, ProxyConfig, ProxyRoute
+from trio_upgrade.proxy._rewrite import (
     forward_target,
     is_upgrade_request,
-    match_route,
     rewrite_request_headers,
     rewrite_response_headers,
 )
+from trio_upgrade.proxy._routes import match_route
 
 H = list[tuple[bytes, bytes]]
 

@@ -9,6 +9,7 @@ import pytest
 import trio
 import trio.testing
 
+from trio_upgrade._wire import accept_key
 from trio_upgrade.bridge import App, ServerWebSocket, check_origin
 from trio_upgrade.http import Request, Response, Takeover
 from trio_upgrade.testing import AppClient, ServerDisconnected, WebSocketRejected
@@ -19,7 +20,6 @@ from trio_upgrade.ws import (
     HandshakeError,
     HandshakeRejected,
     WebSocketConfig,
-    accept_key,
 )
 
 

@@ -26,15 +26,12 @@ DOCUMENTED = {
     "ConnectionClosedError",
     "HandshakeError",
     "HandshakeRejected",
-    # sans-I/O handshake
+    # a handshake done elsewhere, sans I/O (server side, then client side)
     "validate_request",
     "ClientOffer",
     "Rejection",
     "accept",
     "Accepted",
-    "accept_key",
-    "response_head",
-    "rejection_response",
     "client_request",
     "check_response",
     "offered_extensions",

@@ -9,19 +9,17 @@ import base64
 
 import pytest
 
-from trio_upgrade._wire import RequestParser
+from trio_upgrade._wire import RequestParser, accept_key
 from trio_upgrade.ws import (
+    Accepted,
     ClientOffer,
     Deflate,
     HandshakeError,
     Rejection,
     WebSocketConfig,
     accept,
-    accept_key,
     check_response,
     client_request,
-    rejection_response,
-    response_head,
     validate_request,
 )
 
@@ -132,25 +130,26 @@ def test_accept_negotiates_deflate_only_when_configured() -> None:
     assert all(n != b"sec-websocket-extensions" for n, _ in off.headers)
 
 
-def test_response_head_bytes() -> None:
-    head = response_head(101, [(b"upgrade", b"websocket")])
+def test_accepted_head_is_the_101_to_send() -> None:
+    head = Accepted([(b"upgrade", b"websocket")]).head()
     assert head == b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n"
 
 
-def test_response_head_refuses_header_injection() -> None:
+def test_accepted_head_refuses_header_injection() -> None:
     with pytest.raises(ValueError):
-        response_head(101, [(b"x", b"a\r\nset-cookie: evil")])
+        Accepted([(b"x", b"a\r\nset-cookie: evil")]).head()
     with pytest.raises(ValueError):
-        response_head(101, [(b"bad name", b"v")])
+        Accepted([(b"bad name", b"v")]).head()
 
 
-def test_rejection_response_has_length_close_and_body() -> None:
-    data = rejection_response(403, [(b"x-why", b"origin")], b"no")
+def test_rejection_response_has_length_close_and_the_reason() -> None:
+    data = Rejection(403, "no", ((b"x-why", b"origin"),)).response()
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 403 Forbidden\r\n")
-    assert b"content-length: 2" in head
+    assert b"x-why: origin" in head
+    assert b"content-length: 3" in head
     assert b"connection: close" in head
-    assert body == b"no"
+    assert body == b"no\n"
 
 
 def test_client_request_round_trips_through_validation() -> None:
@@ -245,14 +244,14 @@ BAD_FIELDS = [
 def test_every_head_writer_refuses_a_field_that_would_split_the_head(
     name: bytes, value: bytes
 ) -> None:
-    """The 101 (accept and response_head), a refusal, and the client's request."""
+    """The 101 (accept and Accepted.head), a refusal, and the client's request."""
     offer = ClientOffer(key=KEY)
     with pytest.raises(ValueError):
         accept(offer, extra_headers=[(name, value)])
     with pytest.raises(ValueError):
-        response_head(101, [(name, value)])
+        Accepted([(name, value)]).head()
     with pytest.raises(ValueError):
-        rejection_response(403, [(name, value)], b"no")
+        Rejection(403, "no", ((name, value),)).response()
     with pytest.raises(ValueError):
         client_request("example.com", "/", KEY, headers=[(name, value)])
 

@@ -7,9 +7,11 @@ No trio, no I/O: values in, values out. Imported by ``core``, ``http``, ``ws``,
 - :mod:`._head`: the one response-head writer, and small complete responses;
 - :mod:`._date`: the cached ``Date`` value;
 - :mod:`._framing`: which framing a message has, what is refused, when a
-  connection must close, what an intermediary strips (RFC 9112 §6);
+  connection must close, what an intermediary strips (RFC 9112 §6) and which
+  fields describe one hop only (RFC 9110 §7.6.1);
 - :mod:`._parse`: request and response heads read on h11 (the WebSocket
   server's and client's handshakes), with size and field-count limits;
+- :mod:`._websocket`: the WebSocket handshake's key exchange (RFC 6455 §4.2.2);
 - :mod:`._address`: the address type;
 - :mod:`._errors`: :class:`TrioUpgradeError`, the root of every exception the
   package defines, and this layer's errors.
@@ -24,9 +26,11 @@ from ._address import Address, normalize_address
 from ._date import http_date
 from ._errors import TrioUpgradeError
 from ._framing import (
+    HOP_BY_HOP,
     BodyFraming,
     Framing,
     FramingError,
+    connection_options,
     forwardable_fields,
     parse_content_length,
     request_framing,
@@ -44,6 +48,7 @@ from ._grammar import (
     split_list,
 )
 from ._head import reason, reason_phrase, response_head, simple_response
+from ._websocket import WEBSOCKET_GUID, accept_key
 
 if TYPE_CHECKING:
     from ._parse import (
@@ -73,7 +78,9 @@ _LAZY = frozenset(
 __all__ = [
     "DEFAULT_MAX_FIELDS",
     "DEFAULT_MAX_HEAD_SIZE",
+    "HOP_BY_HOP",
     "TOKEN_CHARS",
+    "WEBSOCKET_GUID",
     "Address",
     "BodyFraming",
     "FieldList",
@@ -82,7 +89,9 @@ __all__ = [
     "HeadError",
     "InvalidField",
     "TrioUpgradeError",
+    "accept_key",
     "check_field",
+    "connection_options",
     "field_values",
     "forwardable_fields",
     "http_date",

@@ -29,12 +29,14 @@ import enum
 from dataclasses import dataclass
 
 from ._errors import FramingError
-from ._grammar import FieldList, split_list
+from ._grammar import FieldList, list_tokens, split_list
 
 __all__ = [
+    "HOP_BY_HOP",
     "BodyFraming",
     "Framing",
     "FramingError",
+    "connection_options",
     "forwardable_fields",
     "parse_content_length",
     "request_framing",
@@ -207,3 +209,26 @@ def forwardable_fields(fields: FieldList) -> list[tuple[bytes, bytes]]:
     ``5``).
     """
     return [(n, v) for n, v in fields if n != b"content-length" and n != b"transfer-encoding"]
+
+
+HOP_BY_HOP: frozenset[bytes] = frozenset(
+    {
+        b"connection",
+        b"proxy-connection",
+        b"keep-alive",
+        b"te",
+        b"transfer-encoding",
+        b"upgrade",
+        # Not in RFC 9110 §7.6.1's list, but only meaningful on one hop: a
+        # trailer announcement without the chunked coding that carries it.
+        b"trailer",
+    }
+)
+"""Fields that describe one connection, never forwarded by an intermediary
+(RFC 9110 §7.6.1); fields named in ``Connection`` are removed too."""
+
+
+def connection_options(fields: FieldList) -> set[bytes]:
+    """The lower-cased elements of every ``Connection`` field (``close``,
+    ``upgrade``, names of hop-by-hop fields; RFC 9110 §7.6.1)."""
+    return set(list_tokens(fields, b"connection"))

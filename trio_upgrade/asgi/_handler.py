@@ -9,7 +9,8 @@ from typing import Any, TypeGuard, final
 import trio
 
 from ..core._interface import takes_three_arguments
-from ..http import DirectResponse, Headers, HTTPError, Request, Response, Takeover, error_response
+from ..http import DirectResponse, Headers, HTTPError, Request, Response, Takeover
+from ..http._router import error_response
 from ..ws import Rejection, WebSocketConfig, validate_request
 from ._http import ASGIApp, HTTPCycle
 from ._scope import http_scope

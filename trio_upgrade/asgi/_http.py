@@ -36,7 +36,8 @@ from typing import Any, Protocol, final
 
 import trio
 
-from ..http import ClientDisconnected, Headers, HTTPError, Request, error_response
+from ..http import ClientDisconnected, Headers, HTTPError, Request
+from ..http._router import error_response
 from ._errors import Disconnected, ProtocolError
 from ._scope import Scope
 

@@ -289,7 +289,7 @@ class WebSocketCycle:
                 config=self.config,
                 extra_headers=extra,
             )
-            head = response_head(101, accepted.headers)
+            head = accepted.head()
         except ValueError as exc:
             raise ProtocolError(f"cannot accept the WebSocket: {exc}") from None
         self.state = _State.ACCEPTING

@@ -4,14 +4,15 @@
   :class:`WebSocketRouter`; upgrade requests go only to the latter.
 - :class:`ServerWebSocket`: what a WebSocket route handler gets — accept or
   reject with any HTTP response before the 101, then send and receive.
-- :func:`check_origin`: WebSocket middleware against cross-site WebSocket hijacking.
+- :func:`check_origin`: WebSocket middleware against cross-site WebSocket hijacking;
+  :func:`parse_origin` and :class:`Origin` for checks of one's own.
 """
 
 from __future__ import annotations
 
 from ._app import App
-from ._origin import Origin, check_origin, parse_origin, request_host
-from ._router import WebSocketHandler, WebSocketRoute, WebSocketRouter, rejection_to_response
+from ._origin import Origin, check_origin, parse_origin
+from ._router import WebSocketHandler, WebSocketRoute, WebSocketRouter
 from ._websocket import ServerWebSocket
 
 __all__ = [
@@ -23,6 +24,4 @@ __all__ = [
     "WebSocketRouter",
     "check_origin",
     "parse_origin",
-    "rejection_to_response",
-    "request_host",
 ]

@@ -19,9 +19,8 @@ from ..http import (
     Router,
     State,
     Takeover,
-    check_handler,
-    error_response,
 )
+from ..http._router import check_handler, error_response
 from ..ws import WebSocketConfig
 from ._router import WebSocketHandler, WebSocketRouter
 

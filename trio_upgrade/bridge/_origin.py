@@ -19,15 +19,8 @@ from urllib.parse import urlsplit
 
 import trio
 
-from ..http import (
-    DirectResponse,
-    Handler,
-    Middleware,
-    Request,
-    Response,
-    Takeover,
-    error_response,
-)
+from ..http import DirectResponse, Handler, Middleware, Request, Response, Takeover
+from ..http._router import error_response
 
 __all__ = ["Origin", "check_origin", "parse_origin", "request_host"]
 

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, final
 
@@ -29,6 +28,8 @@ from ..http import (
     Response,
     Takeover,
     TakeoverOutcome,
+)
+from ..http._router import (
     chain_middleware,
     check_handler,
     compile_pattern,
@@ -107,49 +108,52 @@ class _Upgrade:
         # lives as long as the connection, and every frame costs an idle one.
         route = self.route
         connection = request.connection
-        ws: ServerWebSocket | None = None
+        ws = ServerWebSocket(
+            stream,
+            prefetched,
+            request,
+            self.offer,
+            config=self.config,
+            subprotocols=route.subprotocols,
+            observer=connection.observer if connection is not None else None,
+        )
+        # No AsyncExitStack (its deque alone is 0.7 KiB, held as long as an idle
+        # session lives): the session is left below, as a ``with`` would leave it.
         try:
-            async with AsyncExitStack() as stack:
-                ws = ServerWebSocket(
-                    stream,
-                    prefetched,
-                    request,
-                    self.offer,
-                    config=self.config,
-                    subprotocols=route.subprotocols,
-                    exit_stack=stack,
-                    observer=connection.observer if connection is not None else None,
-                )
-                refusal: Response | None = None
-                gone = False
-                try:
-                    await route.handler(ws)
-                except ConnectionClosed:
-                    gone = True  # the peer went away: nothing to report
-                except HTTPError as exc:
-                    if ws.state != "pending":
-                        raise
-                    # Raised before deciding: answer with it, like an HTTP handler would.
-                    refusal = error_response(exc.status, exc.detail, exc.headers)
-                except Exception:
-                    if ws.state != "pending":
-                        raise  # the session (left by the exit stack) closes with 1011
-                    logger.exception(
-                        "WebSocket handler for %s failed before accepting", request.path
-                    )
-                    refusal = error_response(500, None)
-                if not gone and ws.state == "pending":
-                    # Neither accepted nor rejected: refuse rather than leave the client
-                    # hanging (403 when the handler just returned).
-                    with contextlib.suppress(ConnectionClosed):
-                        await ws.reject(refusal if refusal is not None else 403)
-        except Exception:
-            # Raised after accepting: the session (left by the exit stack)
-            # closed with 1011. Logged here so that the access log still
-            # gets the session's line.
-            logger.exception("WebSocket handler for %s failed", request.path)
-        # The session has ended (the exit stack left it): its close code is final.
-        return ws._finish() if ws is not None else None
+            # What to answer if the handshake is still pending at the end
+            # (None: nothing, the peer has gone).
+            refusal: Response | int | None = 403
+            try:
+                await route.handler(ws)
+            except ConnectionClosed:
+                refusal = None  # the peer went away: nothing to report
+            except HTTPError as exc:
+                if ws.state != "pending":
+                    raise
+                # Raised before deciding: answer with it, like an HTTP handler would.
+                refusal = error_response(exc.status, exc.detail, exc.headers)
+            except Exception:
+                if ws.state != "pending":
+                    raise  # the session (left below) closes with 1011
+                logger.exception("WebSocket handler for %s failed before accepting", request.path)
+                refusal = error_response(500, None)
+            if refusal is not None and ws.state == "pending":
+                # Neither accepted nor rejected: refuse rather than leave the client
+                # hanging (403 when the handler just returned).
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.reject(refusal)
+        except BaseException as exc:
+            if not await ws._leave(exc):
+                if not isinstance(exc, Exception):
+                    raise
+                # Raised after accepting: the session closed with 1011. Logged
+                # here, not raised, so that the access log still gets the
+                # session's line.
+                logger.exception("WebSocket handler for %s failed", request.path)
+        else:
+            await ws._leave(None)
+        # The session has ended: its close code is final.
+        return ws._finish()
 
 
 @final

@@ -10,15 +10,16 @@ with the defaults, so the simplest handler is just a loop.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, final
 
 import trio
 
-from .._wire import forwardable_fields, response_head, simple_response
+from .._wire import forwardable_fields, simple_response
 from ..core import Observer
-from ..http import Headers, HeadersLike, Request, Response, TakeoverOutcome, error_response
+from ..http import Headers, HeadersLike, Request, Response, TakeoverOutcome
+from ..http._router import error_response
 from ..ws import (
     ClientOffer,
     ConnectionClosedError,
@@ -63,12 +64,12 @@ class ServerWebSocket:
 
     __slots__ = (
         "_config",
-        "_exit_stack",
         "_observer",
         "_offer",
         "_outcome",
         "_prefetched",
         "_session",
+        "_session_cm",
         "_state",
         "_stream",
         "_subprotocols",
@@ -84,7 +85,6 @@ class ServerWebSocket:
         *,
         config: WebSocketConfig,
         subprotocols: Iterable[str],
-        exit_stack: AsyncExitStack,
         observer: Observer | None = None,
     ) -> None:
         self.request = request
@@ -95,9 +95,9 @@ class ServerWebSocket:
         self._config = config
         # Subprotocols the route supports, in the server's order of preference.
         self._subprotocols = tuple(subprotocols)
-        # Owns the session's context manager, entered on accept().
-        self._exit_stack = exit_stack
         self._session: WebSocket | None = None
+        # The session's context manager, entered by accept(), left by _leave().
+        self._session_cm: AbstractAsyncContextManager[WebSocket] | None = None
         # "pending" until accept() or reject(), then "accepted" or "rejected".
         self._state = "pending"
         # The server's observer (metrics; None: nothing counted), told of the
@@ -155,7 +155,7 @@ class ServerWebSocket:
             self._offer, subprotocol=subprotocol, config=self._config, extra_headers=extra
         )
         self._state = "accepted"
-        await self._send(response_head(101, accepted.headers))
+        await self._send(accepted.head())
         request = self.request
         handshake = HandshakeRequest(
             request.target,
@@ -165,24 +165,35 @@ class ServerWebSocket:
             method=request.method,
         )
         connection = request.connection
-        self._session = await self._exit_stack.enter_async_context(
-            websocket_session(
-                self._stream,
-                prefetched=self._prefetched,
-                request=handshake,
-                subprotocol=accepted.subprotocol,
-                extensions=accepted.extensions,
-                config=self._config,
-                # The session's tasks are the connection's (docs/architecture.md,
-                # "Flow of one connection"): no nursery of its own per idle session.
-                nursery=connection.nursery if connection is not None else None,
-            )
+        session_cm = websocket_session(
+            self._stream,
+            prefetched=self._prefetched,
+            request=handshake,
+            subprotocol=accepted.subprotocol,
+            extensions=accepted.extensions,
+            config=self._config,
+            # The session's tasks are the connection's (docs/architecture.md,
+            # "Flow of one connection"): no nursery of its own per idle session.
+            nursery=connection.nursery if connection is not None else None,
         )
+        self._session = session = await session_cm.__aenter__()
+        self._session_cm = session_cm
         # The client's first frames now belong to the session.
         self._prefetched = b""
         if self._observer is not None:
             self._observer.session_opened()
-        return self._session
+        return session
+
+    async def _leave(self, exc: BaseException | None) -> bool:
+        """Leave the session's context (if accepted) as ``async with`` would on
+        *exc*; whether it suppressed *exc*. The route's takeover calls it once."""
+        session_cm = self._session_cm
+        if session_cm is None:
+            return False
+        self._session_cm = None
+        if exc is None:
+            return bool(await session_cm.__aexit__(None, None, None))
+        return bool(await session_cm.__aexit__(type(exc), exc, exc.__traceback__))
 
     async def reject(
         self,
@@ -245,11 +256,19 @@ class ServerWebSocket:
             session = await self.accept()
         return session
 
-    # The message methods count for the observer (when there is one); messages
-    # sent or received on the session object itself (accept()'s result,
-    # :attr:`session`, receive_chunks()) are not counted.
+    def receive(self) -> Awaitable[str | bytes]:
+        """The next message (``await ws.receive()``), as on the session.
 
-    async def receive(self) -> str | bytes:
+        Once accepted, and with no observer counting messages, this is the
+        session's own coroutine: no frame of ours stays on the stack, for
+        hours, while an idle handler waits.
+        """
+        session = self._session
+        if session is not None and self._observer is None:
+            return session.receive()
+        return self._receive()
+
+    async def _receive(self) -> str | bytes:
         message = await (self._session or await self._ensure()).receive()
         if self._observer is not None:
             self._observer.message_received(_size(message))
@@ -305,8 +324,17 @@ class ServerWebSocket:
     def __aiter__(self) -> ServerWebSocket:
         return self
 
-    async def __anext__(self) -> str | bytes:
-        """The next message; the iteration ends when the peer closes normally."""
+    def __anext__(self) -> Awaitable[str | bytes]:
+        """The next message; the iteration ends when the peer closes normally.
+
+        Once accepted, the session's own coroutine (see :meth:`receive`).
+        """
+        session = self._session
+        if session is not None and self._observer is None:
+            return session.__anext__()
+        return self._anext()
+
+    async def _anext(self) -> str | bytes:
         message = await (self._session or await self._ensure()).__anext__()
         if self._observer is not None:
             self._observer.message_received(_size(message))

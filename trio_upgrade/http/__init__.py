@@ -17,7 +17,7 @@ from ._errors import (
 from ._headers import Headers, HeadersLike
 from ._middleware import CORSMiddleware, GZipMiddleware
 from ._request import BodySource, QueryParams, Request, RequestBody
-from ._response import DirectResponse, Response, reason_phrase
+from ._response import DirectResponse, Response
 from ._router import (
     Handler,
     Match,
@@ -27,13 +27,6 @@ from ._router import (
     Route,
     RouteMatch,
     Router,
-    chain_middleware,
-    check_handler,
-    compile_pattern,
-    error_response,
-    fill_pattern,
-    match_pattern,
-    strip_prefix,
 )
 from ._serve import app_lifespan, create_server, run, serve
 from ._state import State
@@ -69,16 +62,8 @@ __all__ = [
     "Takeover",
     "TakeoverOutcome",
     "app_lifespan",
-    "chain_middleware",
-    "check_handler",
-    "compile_pattern",
     "create_server",
-    "error_response",
-    "fill_pattern",
-    "match_pattern",
-    "reason_phrase",
     "run",
     "serve",
     "serve_http_connection",
-    "strip_prefix",
 ]

@@ -456,7 +456,12 @@ class _HTTPConnection:
             # Run from this frame, with the protocol object and the request
             # loop gone: a takeover (a WebSocket session) may stay idle for
             # hours, and whatever this connection still holds is held that long.
-            del self.proto, proto
+            # So are the last head, the cancel scopes and the clock method. The
+            # watchdog, cancelled already, may still wake once: with no deadline
+            # it reads no scope.
+            self._deadline = math.inf
+            del self.proto, proto, head, outcome
+            del self._scope, self._watchdog_scope, self._now
             handler, request, prefetched, started = takeover
             takeover = None
             stream = self.stream
@@ -490,7 +495,8 @@ class _HTTPConnection:
         body_source = _Body(self, proto.body_done)
         method = head.method.decode("ascii")
         version = head.http_version
-        request = Request._from_wire(
+        request = Request.__new__(Request)
+        request._set_fields(
             method,
             head.target.decode("latin-1"),
             Headers.from_raw(head.headers),

@@ -202,35 +202,22 @@ class Request:
         max_body_size: int | None = None,
         connection: Connection | None = None,
     ) -> None:
-        self.method = method
-        self.target = target
-        path, _, self.query_string = target.partition("?")
-        if path[:1] != "/" and "://" in path:
-            # absolute-form, as sent to proxies; servers must accept it too
-            # (RFC 9112 §3.2.2): route on its path component.
-            path = "/" + path.partition("://")[2].partition("/")[2]
-        self.path = unquote(path) if "%" in path else path
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.http_version = http_version
-        self.client = client
-        self.server = server
-        self.scheme = scheme
-        self.path_params: dict[str, Any] = {}
-        self.root_path = ""
-        self.max_body_size = max_body_size
-        self.connection = connection
-        # request.state, made on first use (most requests never touch it).
-        self._state: State | None = None
-        self._source: BodySource = _BytesBody(body) if isinstance(body, bytes) else body
-        self._body: RequestBody | None = None
-        self._cached: bytes | None = None
-        self._query: QueryParams | None = None
-        self._cookies: dict[str, str] | None = None
-        self._upgrade: str | object | None = _UNKNOWN
+        self._set_fields(
+            method,
+            target,
+            headers if isinstance(headers, Headers) else Headers(headers),
+            _BytesBody(body) if isinstance(body, bytes) else body,
+            http_version,
+            client,
+            server,
+            scheme,
+            max_body_size,
+            connection,
+            _UNKNOWN,
+        )
 
-    @classmethod
-    def _from_wire(
-        cls,
+    def _set_fields(
+        self,
         method: str,
         target: str,
         headers: Headers,
@@ -241,14 +228,15 @@ class Request:
         scheme: str,
         max_body_size: int | None,
         connection: Connection | None,
-        upgrade: str | object | None = None,
-    ) -> Request:
-        """The connection loop's constructor: positional, no conversions.
+        upgrade: str | object | None,
+    ) -> None:
+        """Set every field: the one place that does, for both ways a Request is made.
 
-        A request's cost is mostly fixed overhead, so the hot path skips the
-        keyword handling and type checks of ``__init__``.
+        ``__init__`` calls it with its arguments converted; the connection loop,
+        on the hot path, calls it on ``Request.__new__(Request)`` with values
+        already in shape, positionally (a request's cost is mostly fixed
+        overhead: no keyword handling, no conversions, no second call).
         """
-        self = cls.__new__(cls)
         self.method = method
         self.target = target
         if "?" in target:
@@ -257,6 +245,8 @@ class Request:
             path = target
             self.query_string = ""
         if path[:1] != "/" and "://" in path:
+            # absolute-form, as sent to proxies; servers must accept it too
+            # (RFC 9112 §3.2.2): route on its path component.
             path = "/" + path.partition("://")[2].partition("/")[2]
         self.path = unquote(path) if "%" in path else path
         self.headers = headers
@@ -264,18 +254,19 @@ class Request:
         self.client = client
         self.server = server
         self.scheme = scheme
-        self.path_params = {}
+        self.path_params: dict[str, Any] = {}
         self.root_path = ""
         self.max_body_size = max_body_size
         self.connection = connection
-        self._state = None
+        # request.state, made on first use (most requests never touch it).
+        self._state: State | None = None
         self._source = source
-        self._body = None
-        self._cached = None
-        self._query = None
-        self._cookies = None
+        self._body: RequestBody | None = None
+        self._cached: bytes | None = None
+        self._query: QueryParams | None = None
+        self._cookies: dict[str, str] | None = None
+        # The Upgrade header's protocols, parsed on first use (_UNKNOWN: not yet).
         self._upgrade = upgrade
-        return self
 
     @property
     def state(self) -> State:

@@ -14,13 +14,13 @@ from urllib.parse import quote
 
 import trio
 
-from .._wire import is_token, reason_phrase
+from .._wire import is_token
 from ._headers import Headers, HeadersLike
 
 if TYPE_CHECKING:
     from ._connection import ResponseWriter
 
-__all__ = ["DirectResponse", "Response", "reason_phrase"]
+__all__ = ["DirectResponse", "Response"]
 
 _FILE_CHUNK = 64 * 1024
 
@@ -47,6 +47,10 @@ class Response:
 
     __slots__ = ("body", "headers", "status")
 
+    status: int
+    headers: Headers
+    body: bytes | AsyncIterable[bytes]
+
     def __init__(
         self,
         body: bytes | AsyncIterable[bytes] = b"",
@@ -57,17 +61,16 @@ class Response:
     ) -> None:
         if not 200 <= status <= 999:
             raise ValueError(f"invalid final status {status} (the server sends 1xx itself)")
-        self.status = status
         if headers is None:
             # The common case, kept cheap: no copying, no searching.
-            self.headers = Headers.from_raw(
+            fields = Headers.from_raw(
                 [] if content_type is None else [(b"content-type", content_type.encode("latin-1"))]
             )
         else:
-            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+            fields = headers if isinstance(headers, Headers) else Headers(headers)
             if content_type is not None:
-                self.headers.set("content-type", content_type)
-        self.body = body
+                fields.set("content-type", content_type)
+        _set_fields(self, status, fields, body)
 
     # Helpers -----------------------------------------------------------------
 
@@ -265,10 +268,17 @@ def _typed(
     if headers is not None or status < 200 or status > 999:
         return cls(body, status=status, headers=headers, content_type=content_type.decode())
     response = cls.__new__(cls)
-    response.status = status
-    response.headers = Headers.from_raw([(b"content-type", content_type)])
-    response.body = body
+    _set_fields(response, status, Headers.from_raw([(b"content-type", content_type)]), body)
     return response
+
+
+def _set_fields(
+    response: Response, status: int, headers: Headers, body: bytes | AsyncIterable[bytes]
+) -> None:
+    # The one place every field of a Response is set, for __init__ and _typed.
+    response.status = status
+    response.headers = headers
+    response.body = body
 
 
 async def _file_chunks(path: str) -> AsyncIterator[bytes]:

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, final
 from urllib.parse import quote
 
+from .._wire import reason_phrase
 from ._errors import HTTPError
 from ._request import Request
 from ._response import DirectResponse, Response
@@ -452,7 +453,5 @@ def error_response(
     status: int, detail: str | None, headers: Iterable[tuple[str, str]] = ()
 ) -> Response:
     """A short plain-text error response: ``"404 Not Found"`` or the detail given."""
-    from ._response import reason_phrase
-
     text = detail if detail is not None else f"{status} {reason_phrase(status)}"
     return Response.text(text + "\n", status=status, headers=list(headers) or None)

@@ -23,12 +23,9 @@ connection is tunnelled as raw bytes, so no WebSocket code is involved.
   :class:`Backend` (``http://host:port[/base]`` or ``unix:/path.sock``),
   :class:`ProxyConfig` (timeouts, pool, limits, forwarding headers),
   :class:`ProxyStatistics`.
-- :class:`Tunnel` and :func:`pump`: the Upgrade takeover and its two-task byte pump.
+- :class:`Tunnel`: the Upgrade takeover (two tasks pumping bytes).
 - Errors (:class:`ProxyError` tree): 502 :class:`BackendUnreachable` and
   :class:`BadBackendResponse`, 504 :class:`BackendTimeout`.
-- Pure helpers: :func:`rewrite_request_headers`, :func:`rewrite_response_headers`,
-  :func:`forward_target`, :func:`is_upgrade_request`, :func:`connection_options`,
-  :data:`HOP_BY_HOP`, :func:`match_route`.
 
 See ``docs/proxy.md``.
 """
@@ -39,19 +36,10 @@ from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BackendUnreachable, BadBackendResponse, ProxyError
 from ._proxy import Proxy, ProxyStatistics
-from ._rewrite import (
-    HOP_BY_HOP,
-    connection_options,
-    forward_target,
-    is_upgrade_request,
-    rewrite_request_headers,
-    rewrite_response_headers,
-)
-from ._routes import ProxyRoute, match_route
-from ._tunnel import Tunnel, pump
+from ._routes import ProxyRoute
+from ._tunnel import Tunnel
 
 __all__ = [
-    "HOP_BY_HOP",
     "Backend",
     "BackendTimeout",
     "BackendUnreachable",
@@ -62,11 +50,4 @@ __all__ = [
     "ProxyRoute",
     "ProxyStatistics",
     "Tunnel",
-    "connection_options",
-    "forward_target",
-    "is_upgrade_request",
-    "match_route",
-    "pump",
-    "rewrite_request_headers",
-    "rewrite_response_headers",
 ]

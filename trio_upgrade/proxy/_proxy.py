@@ -22,15 +22,8 @@ from .._wire import (
     request_framing,
     response_framing,
 )
-from ..http import (
-    ClientDisconnected,
-    Headers,
-    HTTPError,
-    Request,
-    Response,
-    Takeover,
-    error_response,
-)
+from ..http import ClientDisconnected, Headers, HTTPError, Request, Response, Takeover
+from ..http._router import error_response
 from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BadBackendResponse, ProxyError

@@ -10,11 +10,10 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
+from .._wire import HOP_BY_HOP, connection_options
 from .._wire._errors import TrioUpgradeError
 
 __all__ = [
-    "HOP_BY_HOP",
-    "connection_options",
     "forward_target",
     "is_upgrade_request",
     "rewrite_request_headers",
@@ -23,22 +22,6 @@ __all__ = [
 
 RawHeaders = Sequence[tuple[bytes, bytes]]
 Address = tuple[str, int] | str
-
-HOP_BY_HOP: frozenset[bytes] = frozenset(
-    {
-        b"connection",
-        b"proxy-connection",
-        b"keep-alive",
-        b"te",
-        b"transfer-encoding",
-        b"upgrade",
-        # Not in RFC 9110 §7.6.1's list, but only meaningful on one hop: a
-        # trailer announcement without the chunked coding that carries it.
-        b"trailer",
-    }
-)
-"""Fields that describe one connection, never forwarded (RFC 9110 §7.6.1);
-fields named in ``Connection`` are removed too."""
 
 # Fields a client may not remove by naming them in Connection: removing them
 # would change the message itself (its target host or framing), not the hop.
@@ -56,18 +39,6 @@ _FORWARDING = frozenset(
 
 # RFC 9110 §5.6.2 token characters; Forwarded values outside them are quoted.
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
-def connection_options(headers: RawHeaders) -> set[bytes]:
-    """The lower-cased tokens of every ``Connection`` field (``close``, ``upgrade``, names)."""
-    options: set[bytes] = set()
-    for name, value in headers:
-        if name == b"connection":
-            for token in value.split(b","):
-                token = token.strip().lower()
-                if token:
-                    options.add(token)
-    return options
 
 
 def is_upgrade_request(headers: RawHeaders) -> bool:

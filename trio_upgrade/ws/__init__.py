@@ -8,10 +8,12 @@ Imports :mod:`trio_upgrade.core`, :mod:`trio_upgrade._wire`, trio and wsproto on
   their own handshake.
 - :class:`WebSocket`: ``receive``, ``async for``, ``send``, ``send_fragments``,
   ``receive_chunks``, ``ping``, ``aclose``.
-- Sans-I/O handshake helpers: :func:`validate_request`, :func:`accept`,
-  :func:`response_head`, :func:`rejection_response`; for a client:
-  :func:`client_request`, :func:`offered_extensions`, :func:`check_response`.
-  Heads are parsed and written by :mod:`trio_upgrade._wire`.
+- A handshake done elsewhere, sans I/O: :func:`validate_request` (a
+  :class:`ClientOffer` or a :class:`Rejection`, whose ``response()`` is the
+  refusal to send), :func:`accept` (an :class:`Accepted`, whose ``head()`` is
+  the 101 to send); for a client: :func:`client_request`,
+  :func:`offered_extensions`, :func:`check_response`. Heads are parsed and
+  written by :mod:`trio_upgrade._wire`.
 """
 
 from __future__ import annotations
@@ -31,12 +33,9 @@ from ._handshake import (
     ClientOffer,
     Rejection,
     accept,
-    accept_key,
     check_response,
     client_request,
     offered_extensions,
-    rejection_response,
-    response_head,
     validate_request,
 )
 from ._request import HandshakeRequest
@@ -63,13 +62,10 @@ __all__ = [
     "WebSocketError",
     "WebSocketHandler",
     "accept",
-    "accept_key",
     "check_response",
     "client_request",
     "offered_extensions",
     "open_websocket",
-    "rejection_response",
-    "response_head",
     "serve_websocket",
     "validate_request",
     "websocket_session",

@@ -5,8 +5,9 @@ used by the standalone server and client here and by the bridge with headers
 the HTTP layer parsed:
 
 - server: :func:`validate_request` → :class:`ClientOffer` or :class:`Rejection`;
-  :func:`accept` → :class:`Accepted` (101 headers + extensions for the session);
-  :func:`response_head` → the bytes of a response head;
+  :func:`accept` → :class:`Accepted` (101 headers + extensions for the session,
+  :meth:`Accepted.head` the bytes to send); :meth:`Rejection.response` the
+  bytes of a refusal;
 - client: :func:`client_request` → request bytes; :func:`check_response`.
 
 Heads are parsed and written by :mod:`trio_upgrade._wire` (one grammar, one
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from wsproto.extensions import Extension
 
 from .. import _wire
-from .._wire import check_field, field_values, list_tokens
+from .._wire import accept_key, check_field, field_values, list_tokens
 from ._config import WebSocketConfig
 from ._deflate import client_finalize, client_offer, negotiate_server
 from ._errors import HandshakeError
@@ -36,18 +36,14 @@ __all__ = [
     "ClientOffer",
     "Rejection",
     "accept",
-    "accept_key",
     "check_response",
     "client_request",
     "offered_extensions",
-    "rejection_response",
-    "response_head",
     "validate_request",
 ]
 
 HeaderList = Sequence[tuple[bytes, bytes]]
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 # A request-target is visible ASCII only (RFC 9112 §3.2): no space, CR, LF or NUL.
 _TARGET = re.compile(rb"[\x21-\x7e]+")
 
@@ -72,6 +68,11 @@ class Rejection:
     reason: str
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
+    def response(self) -> bytes:
+        """The whole refusal to send: this status and headers, the reason as a
+        text body, ``Content-Length``, ``Date`` and ``Connection: close``."""
+        return _wire.simple_response(self.status, self.headers, f"{self.reason}\n".encode())
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -85,11 +86,10 @@ class Accepted:
     extension_names: tuple[str, ...] = ()
     """The negotiated ``Sec-WebSocket-Extensions`` elements, as sent."""
 
-
-def accept_key(key: bytes | str) -> str:
-    """``Sec-WebSocket-Accept`` for a ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2 step 5.4)."""
-    raw = key.encode("ascii") if isinstance(key, str) else key
-    return base64.b64encode(hashlib.sha1(raw + _GUID).digest()).decode("ascii")
+    def head(self) -> bytes:
+        """The 101 response head to send (every field checked: ``ValueError``
+        before anything is built)."""
+        return _wire.response_head(101, self.headers)
 
 
 def validate_request(
@@ -181,24 +181,6 @@ def accept(
         check_field(name, value)
         headers.append((name, value))
     return Accepted(headers, subprotocol, extensions, names)
-
-
-def response_head(status: int, headers: HeaderList, reason: bytes | None = None) -> bytes:
-    """The bytes of an HTTP/1.1 response head, ending with the blank line.
-
-    Every field is checked (token names; no CR, LF, NUL or other control
-    character in values): ``ValueError`` before anything is built.
-    """
-    return _wire.response_head(status, headers, reason_bytes=reason)
-
-
-def rejection_response(status: int, headers: HeaderList = (), body: bytes = b"") -> bytes:
-    """A complete response that refuses an upgrade, with ``Content-Length``,
-    ``Date`` and ``Connection: close``; the connection closes after it.
-
-    Raises ``ValueError`` (nothing built) for an invalid field.
-    """
-    return _wire.simple_response(status, headers, body)
 
 
 def client_request(

@@ -19,7 +19,6 @@ from .._wire import (
     HeadError,
     RequestParser,
     request_framing,
-    response_head,
     simple_response,
 )
 from ..core import Bind, Connection, Observer, Server, open_listeners
@@ -256,9 +255,7 @@ async def _handshake(
         head.method, head.fields, http_version=head.http_version
     )
     if isinstance(checked, Rejection):
-        await stream.send_all(
-            simple_response(checked.status, checked.headers, f"{checked.reason}\n".encode())
-        )
+        await stream.send_all(checked.response())
         return None
     request = HandshakeRequest(
         path=head.target.decode("latin-1"),
@@ -289,5 +286,5 @@ async def _handshake(
         logger.exception("handshake hook returned an invalid Accept")
         await stream.send_all(simple_response(500, body=b"internal error\n"))
         return None
-    await stream.send_all(response_head(101, result.headers))
+    await stream.send_all(result.head())
     return request, rest, result
