@@ -11,6 +11,10 @@ cancels out; the request parser is chosen with ``TRIO_UPGRADE_HTTP_PARSER``::
             --callgrind-out-file=/dev/null .venv/bin/python bench/http_inproc.py $n
     done   # (Collected[1500] - Collected[500]) / 1000 = instructions per request
 
+A second argument serves another app the same way: ``asgi`` (the raw ASGI
+hello of ``bench/servers/_asgi.py`` through ``ASGIHandler``) or ``starlette``
+(the Starlette hello), for profiling the ASGI path (``python -m cProfile``).
+
 Instruction counts do not move with the load of a shared machine, unlike
 wrk's figures; the client's share (one send, one or two receives per request)
 is in every count alike.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 
 import trio
 
@@ -46,13 +51,26 @@ def make_router() -> Router:
     return router
 
 
-async def main(count: int) -> None:
+def make_handler(name: str) -> Handler:
+    if name == "native":
+        return make_router()
+    sys.path.insert(0, str(Path(__file__).parent / "servers"))
+    from trio_upgrade.asgi import ASGIHandler
+
+    if name == "starlette":
+        from _starlette_app import app
+    else:
+        from _asgi import app
+    return ASGIHandler(app)
+
+
+async def main(count: int, handler: Handler) -> None:
     server_sock, client_sock = socket.socketpair()
     server = trio.SocketStream(trio.socket.from_stdlib_socket(server_sock))
     client = trio.socket.from_stdlib_socket(client_sock)
     async with trio.open_nursery() as nursery:
         conn = Connection(server, nursery, client=("127.0.0.1", 1), server=("127.0.0.1", 2))
-        nursery.start_soon(serve_http_connection, conn, make_router())
+        nursery.start_soon(serve_http_connection, conn, handler)
         for _ in range(count):
             await client.send(REQUEST)
             received = b""
@@ -63,4 +81,8 @@ async def main(count: int) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    trio.run(
+        main,
+        int(sys.argv[1]) if len(sys.argv) > 1 else 1000,
+        make_handler(sys.argv[2] if len(sys.argv) > 2 else "native"),
+    )

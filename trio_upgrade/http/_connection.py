@@ -14,8 +14,10 @@ byte read past the request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, final
@@ -55,6 +57,12 @@ _LINGER_BYTES = 64 * 1024
 # 0-7 a 50 ms one; without the read, all 100 lost a request). A connection
 # with nothing pending is half-closed after it.
 _DRAIN_PROBE_SECONDS = 0.05
+
+
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 
 def _deadline(timeout: float | None) -> float:
@@ -119,6 +127,8 @@ class _HTTPConnection:
         "_now",
         "_period",
         "_scope",
+        "_sock",
+        "_unchecked",
         "_waiting",
         "_watchdog_scope",
         "app",
@@ -142,6 +152,15 @@ class _HTTPConnection:
             parser=config.resolved_parser,
         )
         self.scheme = "https" if conn.tls else "http"
+        # On plain TCP the loop reads and writes the socket's descriptor
+        # itself, one scheduler pass per request instead of trio's two (see
+        # docs/architecture.md, "Fast paths and why"); None for any other
+        # stream (TLS, in-memory), which goes through its own methods.
+        self._sock = self.stream.socket if type(self.stream) is trio.SocketStream else None
+        # True after the last write of a response returned without a schedule
+        # point: the loop owes one before it answers another request without
+        # reading first (a read that waits is one).
+        self._unchecked = False
         # Requests answered so far on this connection.
         self.requests = 0
         # Timeouts of the per-request waits (idle, head, write) are enforced by
@@ -186,9 +205,21 @@ class _HTTPConnection:
         """One read under the watchdog; ``b""`` at EOF or when the peer is gone."""
         self._deadline = deadline
         self._waiting = waiting
+        sock = self._sock
         try:
-            return bytes(await self.stream.receive_some(self.config.read_size))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if sock is None:
+                return bytes(await self.stream.receive_some(self.config.read_size))
+            self._unchecked = False
+            while True:
+                # A checkpoint, whether or not the bytes are there already.
+                await _wait_readable(sock)
+                try:
+                    # The descriptor is read afresh each time: -1 once closed
+                    # (EBADF below), never a number reused by another socket.
+                    return os.read(sock.fileno(), self.config.read_size)
+                except BlockingIOError:
+                    continue
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""
         finally:
             self._waiting = _NOT_WAITING
@@ -236,6 +267,11 @@ class _HTTPConnection:
                 await self._send_error(exc.status, str(exc))
                 return None
             if head is not NEED_DATA:
+                if self._unchecked:
+                    # A head already read, after a response written without
+                    # a schedule point: the one owed (see _send).
+                    self._unchecked = False
+                    await trio.lowlevel.checkpoint()
                 # Never shed a request in progress; one shed just before its
                 # head completed ends here (the cancel is already on its way).
                 conn.sheddable = False
@@ -314,21 +350,52 @@ class _HTTPConnection:
 
     # Writing -----------------------------------------------------------------
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, last: bool = False) -> None:
+        """Write *data* (a checkpoint, as ``send_all``).
+
+        *last*: the last write of a response, after which the loop reads the
+        next request. On a socket it then skips the schedule point when the
+        kernel takes every byte at once: the loop owes one (``_unchecked``),
+        and its next read, which waits, is it.
+        """
         if not data:
             return
         timeout = self.config.write_timeout
         if timeout is not None:
             self._deadline = self._now() + timeout
             self._waiting = _WRITE
+        sock = self._sock
         try:
-            await self.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if sock is None:
+                await self.stream.send_all(data)
+                return
+            if not last:
+                await _checkpoint_if_cancelled()
+            try:
+                sent = os.write(sock.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                await self._send_rest(sock, data, sent)
+            elif last:
+                self._unchecked = True
+            else:
+                await _cancel_shielded_checkpoint()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.proto.response_failed()
             raise _Abort from None
         finally:
             self._waiting = _NOT_WAITING
             self._deadline = math.inf
+
+    @staticmethod
+    async def _send_rest(sock: trio.socket.SocketType, data: bytes, sent: int) -> None:
+        """Write what the kernel did not take at once, as it makes room."""
+        view = memoryview(data)
+        while sent < len(view):
+            await _wait_writable(sock)
+            with contextlib.suppress(BlockingIOError):
+                sent += os.write(sock.fileno(), view[sent:])
 
     async def _send_response(self, response: Response, head_only: bool, close: bool) -> int:
         """Write *response*; return the number of body bytes sent.
@@ -344,10 +411,10 @@ class _HTTPConnection:
             raw = response.headers.raw
             head, data = proto.respond(response.status, raw, body, head_only, close)
             if len(data) <= _COALESCE_LIMIT:
-                await self._send(head + data)
+                await self._send(head + data, True)
             else:
                 await self._send(head)
-                await self._send(data)
+                await self._send(data, True)
             return len(body) if data else 0
         # Streamed body.
         sent = 0
@@ -864,7 +931,7 @@ class ResponseWriter:
             # connection's task and the socket is walked at each switch.
             self._busy = True
             try:
-                await conn._send(head + data)
+                await conn._send(head + data, True)
             except _Abort:
                 self._state = _W_FAILED
                 raise ClientDisconnected("the client disconnected during the response") from None
