@@ -6,6 +6,7 @@ here leaves the machine.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import ssl
@@ -358,7 +359,7 @@ async def test_pipelined_requests_of_two_connections_take_turns_on_a_socket() ->
                 assert (await second_reader.read_response()).body == b"ok"
     assert sorted(order) == ["a"] * burst + ["b"] * burst
     # Taking turns: the other connection's requests come between one's.
-    changes = sum(1 for before, after in zip(order, order[1:]) if before != after)
+    changes = sum(1 for before, after in itertools.pairwise(order) if before != after)
     assert changes > 2
 
 

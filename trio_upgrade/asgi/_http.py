@@ -158,7 +158,11 @@ class HTTPCycle:
                 await self._error_500(writer)
             return
         finally:
-            await self._finish()
+            chunks = self._finish()
+            if chunks is not None:
+                # A body the app stopped reading: end the iterator here rather
+                # than leave it to the garbage collector (it does not await).
+                await chunks.aclose()
         phase = self.phase
         if phase is _Phase.COMPLETE:
             return
@@ -190,7 +194,10 @@ class HTTPCycle:
         with contextlib.suppress(ClientDisconnected):
             await writer.respond(500, response.headers, response.body)
 
-    async def _finish(self) -> None:
+    def _finish(self) -> Any:
+        """The app is done: hand the socket back; the body iterator to close, if any.
+
+        Synchronous, so that a hello costs no coroutine here."""
         self.finished = True
         if self._io is not None:
             # A wait on the socket by a task the app left behind ends here,
@@ -199,10 +206,7 @@ class HTTPCycle:
         if self._done is not None:
             self._done.set()
         chunks, self._chunks = self._chunks, None
-        if chunks is not None and not self._receiving:
-            # A body the app stopped reading: end the iterator here rather than
-            # leave it to the garbage collector (it does not await).
-            await chunks.aclose()
+        return None if self._receiving else chunks
 
     # The app's side ------------------------------------------------------------------
 

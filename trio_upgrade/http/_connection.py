@@ -201,30 +201,6 @@ class _HTTPConnection:
             raise TimeoutError
         return bytes(data)
 
-    async def _wait_read(self, waiting: int, deadline: float) -> bytes:
-        """One read under the watchdog; ``b""`` at EOF or when the peer is gone."""
-        self._deadline = deadline
-        self._waiting = waiting
-        sock = self._sock
-        try:
-            if sock is None:
-                return bytes(await self.stream.receive_some(self.config.read_size))
-            self._unchecked = False
-            while True:
-                # A checkpoint, whether or not the bytes are there already.
-                await _wait_readable(sock)
-                try:
-                    # The descriptor is read afresh each time: -1 once closed
-                    # (EBADF below), never a number reused by another socket.
-                    return os.read(sock.fileno(), self.config.read_size)
-                except BlockingIOError:
-                    continue
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return b""
-        finally:
-            self._waiting = _NOT_WAITING
-            self._deadline = math.inf
-
     async def _receive_pending(self) -> bytes:
         """What the client already sent, without waiting for more (see _DRAIN_PROBE_SECONDS)."""
         with trio.move_on_after(_DRAIN_PROBE_SECONDS):
@@ -256,6 +232,7 @@ class _HTTPConnection:
         config = self.config
         head_deadline: float | None = None
         conn = self.conn
+        shutdown = conn.shutdown
         # While no request is in progress, a full server may shed this
         # connection to make room (docs/core.md, "Limits and shedding").
         conn.sheddable = True
@@ -278,36 +255,69 @@ class _HTTPConnection:
                 if conn.shed:
                     return None
                 return head
-            if head_deadline is None and not proto.has_buffered_data:
+            idle = head_deadline is None and not proto.has_buffered_data
+            if idle:
                 # Idle: no byte of the next request yet. A graceful shutdown
                 # cancels this wait (and run() reads what had already come).
                 first = self.requests == 0
                 timeout = config.header_timeout if first else config.keepalive_timeout
                 deadline = math.inf if timeout is None else self._now() + timeout
-                shutdown = self.conn.shutdown
                 self._idle = True
                 shutdown.cancel_on_drain(self._scope)
-                try:
-                    data = await self._wait_read(_IDLE, deadline)
-                finally:
+                self._waiting = _IDLE
+            else:
+                if head_deadline is None:
+                    head_deadline = _deadline(config.header_timeout)
+                deadline = head_deadline
+                self._waiting = _HEAD
+            # One read under the watchdog. Here rather than in a helper: every
+            # frame between the task and the socket is walked at each wake-up.
+            self._deadline = deadline
+            sock = self._sock
+            try:
+                if sock is None:
+                    data = bytes(await self.stream.receive_some(config.read_size))
+                else:
+                    self._unchecked = False
+                    while True:
+                        # A checkpoint, whether or not the bytes are there already.
+                        await _wait_readable(sock)
+                        try:
+                            # The descriptor is read afresh each time: -1 once
+                            # closed (EBADF below), never a number reused by
+                            # another socket.
+                            data = os.read(sock.fileno(), config.read_size)
+                            break
+                        except BlockingIOError:
+                            continue
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            finally:
+                self._waiting = _NOT_WAITING
+                self._deadline = math.inf
+                if idle:
                     shutdown.forget(self._scope)
+            if idle:
                 if not data:
                     self._idle = False
                     return None
-                if self._scope.cancel_called:
-                    # The drain began as the read completed: the scope would
-                    # cancel this request's handler at its first checkpoint.
-                    # Keep the bytes; run() serves them under a fresh scope.
+                if self._expired or shutdown.draining:
+                    # The scope was cancelled as the read completed (by the
+                    # watchdog, which sets _expired first, or the drain; the
+                    # two tests are cheaper than the scope's cancel_called):
+                    # it would cancel this request's handler at its first
+                    # checkpoint. Keep the bytes; run() serves them under a
+                    # fresh scope.
                     proto.receive_data(data)
                     return None
                 self._idle = False
                 # The first head must be complete header_timeout after the
                 # accept (a byte just before the deadline must not restart it).
-                head_deadline = deadline if first else _deadline(config.header_timeout)
-            else:
-                if head_deadline is None:
-                    head_deadline = _deadline(config.header_timeout)
-                data = await self._wait_read(_HEAD, head_deadline)
+                if first:
+                    head_deadline = deadline
+                else:
+                    timeout = config.header_timeout
+                    head_deadline = math.inf if timeout is None else self._now() + timeout
             proto.receive_data(data)
 
     async def receive_body_chunk(self, body: _Body) -> bytes:
@@ -351,7 +361,7 @@ class _HTTPConnection:
     # Writing -----------------------------------------------------------------
 
     async def _send(self, data: bytes, last: bool = False) -> None:
-        """Write *data* (a checkpoint, as ``send_all``).
+        """Write *data* (a checkpoint, as ``send_all``), within ``write_timeout``.
 
         *last*: the last write of a response, after which the loop reads the
         next request. On a socket it then skips the schedule point when the
@@ -360,42 +370,63 @@ class _HTTPConnection:
         """
         if not data:
             return
+        sock = self._sock
+        if sock is None:
+            await self._send_stream(data)
+            return
+        if not last:
+            await _checkpoint_if_cancelled()
+        try:
+            sent = os.write(sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.proto.response_failed()
+            raise _Abort from None
+        if sent < len(data):
+            await self._send_rest(sock, data, sent)
+        elif last:
+            self._unchecked = True
+        else:
+            await _cancel_shielded_checkpoint()
+
+    def _start_write_timeout(self) -> None:
         timeout = self.config.write_timeout
         if timeout is not None:
             self._deadline = self._now() + timeout
             self._waiting = _WRITE
-        sock = self._sock
+
+    async def _send_stream(self, data: bytes) -> None:
+        """:meth:`_send` on a stream other than a plain socket."""
+        self._start_write_timeout()
         try:
-            if sock is None:
-                await self.stream.send_all(data)
-                return
-            if not last:
-                await _checkpoint_if_cancelled()
-            try:
-                sent = os.write(sock.fileno(), data)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(data):
-                await self._send_rest(sock, data, sent)
-            elif last:
-                self._unchecked = True
-            else:
-                await _cancel_shielded_checkpoint()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.proto.response_failed()
             raise _Abort from None
         finally:
             self._waiting = _NOT_WAITING
             self._deadline = math.inf
 
-    @staticmethod
-    async def _send_rest(sock: trio.socket.SocketType, data: bytes, sent: int) -> None:
-        """Write what the kernel did not take at once, as it makes room."""
+    async def _send_rest(self, sock: trio.socket.SocketType, data: bytes, sent: int) -> None:
+        """Write what the kernel did not take at once, as it makes room.
+
+        The write timeout starts here, at the first wait: a write the kernel
+        takes at once (microseconds) needs no deadline.
+        """
+        self._start_write_timeout()
         view = memoryview(data)
-        while sent < len(view):
-            await _wait_writable(sock)
-            with contextlib.suppress(BlockingIOError):
-                sent += os.write(sock.fileno(), view[sent:])
+        try:
+            while sent < len(view):
+                await _wait_writable(sock)
+                with contextlib.suppress(BlockingIOError):
+                    sent += os.write(sock.fileno(), view[sent:])
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.proto.response_failed()
+            raise _Abort from None
+        finally:
+            self._waiting = _NOT_WAITING
+            self._deadline = math.inf
 
     async def _send_response(self, response: Response, head_only: bool, close: bool) -> int:
         """Write *response*; return the number of body bytes sent.
@@ -917,7 +948,9 @@ class ResponseWriter:
         self, status: int = 200, headers: HeadersLike | None = None, body: bytes = b""
     ) -> None:
         """Send a whole response: head and *body*, with its ``Content-Length``."""
-        conn = self._owner(_W_IDLE)
+        conn = self._conn
+        if conn is None or self._busy or self._state != _W_IDLE:
+            conn = self._owner(_W_IDLE)  # raises, saying why
         if not 200 <= status <= 999:
             raise ValueError(f"invalid final status {status} (the server sends 1xx itself)")
         if type(body) is not bytes:
