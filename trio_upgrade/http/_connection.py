@@ -59,6 +59,9 @@ _LINGER_BYTES = 64 * 1024
 _DRAIN_PROBE_SECONDS = 0.05
 
 
+# Whether a socket is a file descriptor that os.read and os.write take (not on
+# Windows, where a socket is a handle): the loop's own socket I/O needs it.
+_FD_SOCKETS = os.name == "posix"
 _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
@@ -155,8 +158,11 @@ class _HTTPConnection:
         # On plain TCP the loop reads and writes the socket's descriptor
         # itself, one scheduler pass per request instead of trio's two (see
         # docs/architecture.md, "Fast paths and why"); None for any other
-        # stream (TLS, in-memory), which goes through its own methods.
-        self._sock = self.stream.socket if type(self.stream) is trio.SocketStream else None
+        # stream (TLS, in-memory) or platform (Windows), which goes through
+        # the stream's own methods.
+        self._sock = (
+            self.stream.socket if _FD_SOCKETS and type(self.stream) is trio.SocketStream else None
+        )
         # True after the last write of a response returned without a schedule
         # point: the loop owes one before it answers another request without
         # reading first (a read that waits is one).
