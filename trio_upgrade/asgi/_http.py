@@ -307,8 +307,13 @@ class HTTPCycle:
             if type(status) is not int or not 200 <= status <= 999:
                 raise ProtocolError(f"'http.response.start' with an invalid status {status!r}")
             self.status = status
+            # bytes() only for what is not bytes already: a call per name and
+            # value cost more than the rest of the message.
             self.headers = [
-                (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
+                (name.lower(), value)
+                if type(name) is bytes and type(value) is bytes
+                else (bytes(name).lower(), bytes(value))
+                for name, value in message.get("headers", ())
             ]
             self.phase = _Phase.HEAD
             # A cancel point, not a schedule point: the app goes straight on to
@@ -334,7 +339,9 @@ class HTTPCycle:
             if phase is _Phase.HEAD:
                 headers = Headers.from_raw(self.headers)
                 if not more:
-                    await writer.respond(self.status, headers, bytes(body))
+                    await writer.respond(
+                        self.status, headers, body if type(body) is bytes else bytes(body)
+                    )
                     self._complete()
                     return
                 self.phase = _Phase.STREAMING
