@@ -953,7 +953,12 @@ class ResponseWriter:
     async def respond(
         self, status: int = 200, headers: HeadersLike | None = None, body: bytes = b""
     ) -> None:
-        """Send a whole response: head and *body*, with its ``Content-Length``."""
+        """Send a whole response: head and *body*, with its ``Content-Length``.
+
+        On a socket that takes the whole response at once it returns without
+        a checkpoint: the connection's next read, right after, is one. When it
+        has to wait for the client it is a checkpoint, as ``send_all`` is.
+        """
         conn = self._conn
         if conn is None or self._busy or self._state != _W_IDLE:
             conn = self._owner(_W_IDLE)  # raises, saying why
