@@ -12,6 +12,9 @@ request is the server's alone. Servers:
 - ``minimal``: a bare trio + h11 keep-alive loop, the reference (everything
   through h11, nothing else)
   (``bench/servers/min_h11.py``);
+- ``floor``: a raw Trio keep-alive loop answering a fixed response with no
+  parser at all (``bench/servers/raw_trio.py``): what Trio's own receive and
+  send cost per request, the floor of any Trio server;
 - ``hypercorn``: hypercorn's Trio worker serving a tiny ASGI app;
 - ``uvicorn``: uvicorn with default settings serving the same ASGI app
   (httptools/uvloop if installed, as ``uvicorn[standard]`` installs them;
@@ -69,6 +72,7 @@ SERVERS: dict[str, tuple[str, str]] = {
     "ours": ("ours_http.py", "trio_upgrade.http (Router + 1 middleware)"),
     "ours-h11": ("ours_http.py", "trio_upgrade.http (Router + 1 middleware)"),
     "minimal": ("min_h11.py", "minimal trio + h11 loop"),
+    "floor": ("raw_trio.py", "raw Trio loop, no parser (the floor)"),
     "hypercorn": ("hypercorn_trio.py", "hypercorn, Trio worker"),
     "uvicorn": ("uvicorn_http.py", "uvicorn"),
 }
@@ -76,6 +80,8 @@ SERVERS: dict[str, tuple[str, str]] = {
 PARSERS = {"ours": "auto", "ours-h11": "h11"}
 BASELINES = ("minimal", "uvicorn")
 TARGETS = {"minimal": 0.85, "uvicorn": 1 / 1.3}
+# The parser issue's other bound: at most this many times the floor's CPU per request.
+FLOOR_TARGET = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
             label += f" ({parser_label(name)})"
         runs = samples[name]
         if not runs:
-            rows.append([name, label, None, None, None, None, None, None, status.get(name, "")])
+            rows.append(
+                [name, label, None, None, None, None, None, None, None, status.get(name, "")]
+            )
             continue
         errors = sum(s.socket_errors + s.bad_responses for s in runs)
         rows.append(
@@ -241,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratio(rps[name], rps.get("uvicorn")),
                 cpu_req[name],
                 ratio(cpu_req[name], cpu_req.get("minimal")),
+                ratio(cpu_req[name], cpu_req.get("floor")),
                 max(s.rss_kib for s in runs) / 1024,
                 "; ".join(filter(None, [f"{errors} errors" if errors else "", spread(runs)])),
             ]
@@ -253,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         Column("x uvicorn", "{:.2f}"),
         Column("CPU us/req", "{:.1f}"),
         Column("CPU/req x minimal", "{:.2f}"),
+        Column("CPU/req x floor", "{:.2f}"),
         Column("RSS MiB", "{:.1f}"),
         Column("note", left=True),
     ]
@@ -304,6 +314,13 @@ def target_verdicts(rps: dict[str, float], cpu_req: dict[str, float]) -> list[st
         out.append(
             f"Target ours >= {wanted:.2f}x {baseline} req/s: {got:.2f}x, {verdict}; "
             f"by CPU per request (<= {1 / wanted:.2f}x): {cpu:.2f}x, {cpu_verdict}."
+        )
+    floor = ratio(cpu_req["ours"], cpu_req.get("floor"))
+    if floor is not None:
+        verdict = "met" if floor <= FLOOR_TARGET else "MISSED"
+        out.append(
+            f"Target ours <= {FLOOR_TARGET:.1f}x the floor's CPU per request: "
+            f"{floor:.2f}x, {verdict}."
         )
     return out
 

@@ -14,6 +14,10 @@ cancels out; the request parser is chosen with ``TRIO_UPGRADE_HTTP_PARSER``::
 With ``BENCH_METRICS=1`` the connection has the command's Prometheus observer
 (``--metrics-bind``): the same run then counts what metrics cost per request.
 
+A second argument serves another app the same way: ``asgi`` (the raw ASGI
+hello of ``bench/servers/_asgi.py`` through ``ASGIHandler``) or ``starlette``
+(the Starlette hello), for profiling the ASGI path (``python -m cProfile``).
+
 Instruction counts do not move with the load of a shared machine, unlike
 wrk's figures; the client's share (one send, one or two receives per request)
 is in every count alike.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from pathlib import Path
 
 import trio
 
@@ -50,7 +55,20 @@ def make_router() -> Router:
     return router
 
 
-async def main(count: int) -> None:
+def make_handler(name: str) -> Handler:
+    if name == "native":
+        return make_router()
+    sys.path.insert(0, str(Path(__file__).parent / "servers"))
+    from trio_upgrade.asgi import ASGIHandler
+
+    if name == "starlette":
+        from _starlette_app import app
+    else:
+        from _asgi import app
+    return ASGIHandler(app)
+
+
+async def main(count: int, handler: Handler) -> None:
     server_sock, client_sock = socket.socketpair()
     server = trio.SocketStream(trio.socket.from_stdlib_socket(server_sock))
     client = trio.socket.from_stdlib_socket(client_sock)
@@ -62,7 +80,7 @@ async def main(count: int) -> None:
             from trio_upgrade._cli import PrometheusObserver
 
             conn.observer = PrometheusObserver(CollectorRegistry())
-        nursery.start_soon(serve_http_connection, conn, make_router())
+        nursery.start_soon(serve_http_connection, conn, handler)
         for _ in range(count):
             await client.send(REQUEST)
             received = b""
@@ -73,4 +91,8 @@ async def main(count: int) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    trio.run(
+        main,
+        int(sys.argv[1]) if len(sys.argv) > 1 else 1000,
+        make_handler(sys.argv[2] if len(sys.argv) > 2 else "native"),
+    )

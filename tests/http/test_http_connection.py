@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import h11
@@ -26,7 +27,7 @@ from _http_helpers import (
 )
 
 from trio_upgrade._wire import reason_phrase
-from trio_upgrade.core import Shutdown
+from trio_upgrade.core import Connection, Shutdown
 from trio_upgrade.http import (
     ClientDisconnected,
     Headers,
@@ -36,6 +37,7 @@ from trio_upgrade.http import (
     RequestTimeout,
     Response,
     Router,
+    serve_http_connection,
 )
 
 MockClock = trio.testing.MockClock
@@ -727,6 +729,29 @@ async def test_write_timeout_drops_a_client_that_stops_reading(
         # Never read: the server's send_all cannot complete.
         await client.finished.wait()
         assert trio.current_time() >= 2
+
+
+async def test_write_timeout_drops_a_client_that_stops_reading_on_a_socket(
+    autojump_clock: MockClock,
+) -> None:
+    """On a real socket the loop writes the descriptor itself; a write the kernel
+    cannot take whole still ends at write_timeout."""
+    server_sock, client_sock = socket.socketpair()
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(server_sock))
+    client = trio.socket.from_stdlib_socket(client_sock)
+
+    async def app(request: Request) -> Response:
+        return Response(b"x" * (16 * 1024 * 1024))
+
+    config = HTTPConfig(write_timeout=2)
+    with client:
+        async with trio.open_nursery() as nursery:
+            conn = Connection(stream, nursery, client=("127.0.0.1", 1), server=("127.0.0.1", 2))
+            await client.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            # Never read: the server waits for room until the deadline.
+            await serve_http_connection(conn, app, config)
+        assert trio.current_time() >= 2
+        await stream.aclose()
 
 
 async def test_client_going_away_mid_response_ends_the_connection_quietly() -> None:

@@ -6,6 +6,7 @@ here leaves the machine.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import ssl
@@ -332,6 +333,55 @@ async def test_pipelined_requests_in_one_write_on_a_socket() -> None:
             third = await reader.read_response()
     assert (first.status, second.status, third.status) == (200, 404, 201)
     assert json.loads(third.body) == {"got": [42]}
+
+
+async def test_pipelined_requests_of_two_connections_take_turns_on_a_socket() -> None:
+    """A response written at once is no schedule point, so the loop yields before
+    answering a pipelined request it already holds: one client's burst cannot
+    keep another's waiting until it is all answered."""
+    order: list[str] = []
+    router = Router()
+
+    @router.get("/{name}")
+    async def record(request: Request) -> Response:
+        order.append(request.path_params["name"])
+        return Response.text("ok")
+
+    burst = 20
+    async with running(router, "127.0.0.1:0") as server:
+        first, first_reader = await open_raw(server)
+        second, second_reader = await open_raw(server)
+        async with first, second:
+            await first.send_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n" * burst)
+            await second.send_all(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n" * burst)
+            for _ in range(burst):
+                assert (await first_reader.read_response()).body == b"ok"
+                assert (await second_reader.read_response()).body == b"ok"
+    assert sorted(order) == ["a"] * burst + ["b"] * burst
+    # Taking turns: the other connection's requests come between one's.
+    changes = sum(1 for before, after in itertools.pairwise(order) if before != after)
+    assert changes > 2
+
+
+async def test_response_larger_than_the_socket_buffers_reaches_a_slow_reader_whole() -> None:
+    """A write the kernel takes in parts goes on as the client makes room."""
+    body = bytes(range(256)) * (64 * 1024)  # 16 MiB
+    router = Router()
+
+    @router.get("/big")
+    async def big(request: Request) -> Response:
+        return Response(body, headers={"content-type": "application/octet-stream"})
+
+    async with running(router, "127.0.0.1:0") as server:
+        stream, reader = await open_raw(server)
+        async with stream:
+            await stream.send_all(
+                b"GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /big HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            # The server fills the buffers and waits for room before the client reads.
+            await trio.testing.wait_all_tasks_blocked()
+            responses = [await reader.read_response(), await reader.read_response()]
+    assert [(r.status, r.body == body) for r in responses] == [(200, True), (200, True)]
 
 
 async def test_malformed_request_line_gets_400_and_close_on_a_socket() -> None:

@@ -118,3 +118,32 @@ def test_forwardable_fields_drop_both_framing_fields() -> None:
         ("host", "a"), ("content-length", "5"), ("transfer-encoding", "chunked"), ("x", "y")
     )
     assert forwardable_fields(fields) == _f(("host", "a"), ("x", "y"))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([b"13"], 13),
+        ([b"0"], 0),
+        ([b" 13\t"], 13),
+        ([b"13, 13"], 13),
+        ([b"9" * 18], 10**18 - 1),
+        ([b"9" * 19], None),
+        ([b"+13"], None),
+        ([b"-1"], None),
+        ([b"1 3"], None),
+        ([b"0x1"], None),
+        ([b""], None),
+        ([b"13", b"14"], None),
+    ],
+)
+def test_parse_content_length_one_plain_value_and_the_rest(
+    values: list[bytes], expected: int | None
+) -> None:
+    """A single plain-digit value (the common case) and every other form agree
+    with RFC 9110 §8.6: one length, digits only, repeats allowed."""
+    if expected is None:
+        with pytest.raises(FramingError):
+            parse_content_length(values)
+    else:
+        assert parse_content_length(values) == expected

@@ -98,3 +98,28 @@ def test_lists_and_tokens() -> None:
         b"keep-alive",
         b"upgrade",
     ]
+
+
+def test_a_field_written_before_is_written_the_same_and_a_bad_one_still_refused() -> None:
+    """Checked field lines are remembered: the same pair gives the same bytes, a
+    pair never checked (the same name with a bad value) is still refused."""
+    fields = [(b"content-type", b"text/plain; charset=utf-8")]
+    first = response_head(200, fields)
+    assert response_head(200, fields) == first
+    with pytest.raises(InvalidField):
+        response_head(200, [(b"content-type", b"text/plain\r\nx-evil: 1")])
+    assert response_head(200, [(bytearray(b"x-a"), bytearray(b"1"))]) == response_head(
+        200, [(b"x-a", b"1")]
+    )
+    with pytest.raises(InvalidField):
+        response_head(200, [(bytearray(b"x-a"), bytearray(b"1\r\n"))])
+
+
+def test_remembered_field_lines_stay_bounded() -> None:
+    from trio_upgrade._wire import _head
+
+    for i in range(3 * _head._CHECKED_MAX):
+        response_head(200, [(b"etag", b'"%d"' % i)])
+    response_head(200, [(b"x-long", b"v" * 10_000)])
+    assert 0 < len(_head._CHECKED) <= _head._CHECKED_MAX
+    assert all(len(line) <= _head._CHECKED_LINE_MAX for line in _head._CHECKED.values())

@@ -83,6 +83,11 @@ def parse_content_length(values: list[bytes]) -> int:
     hexadecimal...) or for two different lengths. Leading zeros are allowed
     (``0005`` is 5) and dropped by :func:`forwardable_fields`.
     """
+    if len(values) == 1:
+        only = values[0]
+        # The common case: one field, plain digits (bytes.isdigit is ASCII only).
+        if only.isdigit() and len(only) <= 18:
+            return int(only)
     length: int | None = None
     for element in split_list(values):
         if not set(element) <= _DIGITS:

@@ -18,6 +18,15 @@ __all__ = ["reason", "reason_phrase", "response_head", "simple_response"]
 
 _REASONS: dict[int, bytes] = {}
 
+# Field lines already checked, by (name, value). A server's responses carry
+# the same few fields again and again (a content type, a cache policy), and
+# checking one (two regular expressions) cost as much as the rest of writing
+# it. A hit writes the line built from the pair that was checked. Bounded: at
+# most _CHECKED_MAX short lines, emptied when full.
+_CHECKED: dict[tuple[bytes, bytes], bytes] = {}
+_CHECKED_MAX = 256
+_CHECKED_LINE_MAX = 256
+
 
 def reason_phrase(status: int) -> str:
     """The standard reason phrase for *status* (``""`` when unknown)."""
@@ -55,16 +64,32 @@ def response_head(
     elif _FIELD_VALUE.fullmatch(reason_bytes) is None:
         raise ValueError(f"invalid reason phrase {reason_bytes!r}")
     parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason_bytes)]
-    token = _TOKEN.fullmatch
-    value_ok = _FIELD_VALUE.fullmatch
+    checked = _CHECKED
     for name, value in fields:
-        if token(name) is None:
-            raise InvalidField(f"invalid header name {name!r}")
-        if value_ok(value) is None:
-            raise InvalidField(f"invalid value for header {name.decode('latin-1')}: {value!r}")
-        parts += (name, b": ", value, b"\r\n")
+        try:
+            line = checked.get((name, value))
+        except TypeError:  # a bytearray: checked, written, not remembered
+            line = None
+        if line is None:
+            line = _field_line(name, value)
+        parts.append(line)
     parts += (trusted, b"\r\n")
     return b"".join(parts)
+
+
+def _field_line(name: bytes, value: bytes) -> bytes:
+    """``name: value\r\n`` once both are checked (and remembered when short)."""
+    if _TOKEN.fullmatch(name) is None:
+        raise InvalidField(f"invalid header name {name!r}")
+    if _FIELD_VALUE.fullmatch(value) is None:
+        raise InvalidField(f"invalid value for header {name.decode('latin-1')}: {value!r}")
+    line = b"%s: %s\r\n" % (name, value)
+    # Only immutable pairs are remembered (a bytearray could change after).
+    if len(line) <= _CHECKED_LINE_MAX and type(name) is bytes and type(value) is bytes:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[name, value] = line
+    return line
 
 
 def simple_response(

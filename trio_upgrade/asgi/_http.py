@@ -159,7 +159,11 @@ class HTTPCycle:
                 await self._error_500(writer)
             return
         finally:
-            await self._finish()
+            chunks = self._finish()
+            if chunks is not None:
+                # A body the app stopped reading: end the iterator here rather
+                # than leave it to the garbage collector (it does not await).
+                await chunks.aclose()
         phase = self.phase
         if phase is _Phase.COMPLETE:
             return
@@ -191,7 +195,10 @@ class HTTPCycle:
         with contextlib.suppress(ClientDisconnected):
             await writer.respond(500, response.headers, response.body)
 
-    async def _finish(self) -> None:
+    def _finish(self) -> Any:
+        """The app is done: hand the socket back; the body iterator to close, if any.
+
+        Synchronous, so that a hello costs no coroutine here."""
         self.finished = True
         if self._io is not None:
             # A wait on the socket by a task the app left behind ends here,
@@ -200,10 +207,7 @@ class HTTPCycle:
         if self._done is not None:
             self._done.set()
         chunks, self._chunks = self._chunks, None
-        if chunks is not None and not self._receiving:
-            # A body the app stopped reading: end the iterator here rather than
-            # leave it to the garbage collector (it does not await).
-            await chunks.aclose()
+        return None if self._receiving else chunks
 
     # The app's side ------------------------------------------------------------------
 
@@ -304,8 +308,13 @@ class HTTPCycle:
             if type(status) is not int or not 200 <= status <= 999:
                 raise ProtocolError(f"'http.response.start' with an invalid status {status!r}")
             self.status = status
+            # bytes() only for what is not bytes already: a call per name and
+            # value cost more than the rest of the message.
             self.headers = [
-                (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
+                (name.lower(), value)
+                if type(name) is bytes and type(value) is bytes
+                else (bytes(name).lower(), bytes(value))
+                for name, value in message.get("headers", ())
             ]
             self.phase = _Phase.HEAD
             # A cancel point, not a schedule point: the app goes straight on to
@@ -331,7 +340,9 @@ class HTTPCycle:
             if phase is _Phase.HEAD:
                 headers = Headers.from_raw(self.headers)
                 if not more:
-                    await writer.respond(self.status, headers, bytes(body))
+                    await writer.respond(
+                        self.status, headers, body if type(body) is bytes else bytes(body)
+                    )
                     self._complete()
                     return
                 self.phase = _Phase.STREAMING

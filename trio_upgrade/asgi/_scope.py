@@ -11,7 +11,7 @@ __all__ = ["ASGI_VERSION", "Scope", "address_pair", "http_scope", "raw_path"]
 Scope = dict[str, Any]
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
-"""The ``asgi`` key of every scope (a fresh copy each time: apps may change scopes)."""
+"""The ``asgi`` key of every scope (a fresh dict each time: apps may change scopes)."""
 
 
 def raw_path(target: str) -> bytes:
@@ -50,19 +50,28 @@ def http_scope(
     scheme = request.scheme
     if kind == "websocket":
         scheme = "wss" if scheme == "https" else "ws"
+    target = request.target
+    client = request.client
+    server = request.server
     scope: Scope = {
         "type": kind,
-        "asgi": dict(ASGI_VERSION),
+        "asgi": {**ASGI_VERSION},
         "http_version": request.http_version,
         "method": request.method,
         "scheme": scheme,
         "path": root_path + request.path if root_path else request.path,
-        "raw_path": raw_path(request.target),
+        # origin-form without a query (the common case) is its own raw path.
+        "raw_path": (
+            target.encode("latin-1")
+            if target[:1] == "/" and "?" not in target
+            else raw_path(target)
+        ),
         "query_string": request.query_string.encode("latin-1"),
         "root_path": root_path + request.root_path,
         "headers": list(request.headers.raw),
-        "client": address_pair(request.client, server=False),
-        "server": address_pair(request.server, server=True),
+        # TCP addresses (tuples) are the scope's as they are.
+        "client": client if type(client) is tuple else address_pair(client, server=False),
+        "server": server if type(server) is tuple else address_pair(server, server=True),
     }
     if state is not None:
         scope["state"] = dict(state)

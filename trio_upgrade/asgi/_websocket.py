@@ -17,7 +17,7 @@ from typing import Any, final
 
 import trio
 
-from .._wire import response_head, simple_response
+from .._wire import simple_response
 from ..core import Observer
 from ..http import Request, TakeoverOutcome
 from ..ws import (

@@ -14,8 +14,10 @@ byte read past the request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, final
@@ -55,6 +57,15 @@ _LINGER_BYTES = 64 * 1024
 # 0-7 a 50 ms one; without the read, all 100 lost a request). A connection
 # with nothing pending is half-closed after it.
 _DRAIN_PROBE_SECONDS = 0.05
+
+
+# Whether a socket is a file descriptor that os.read and os.write take (not on
+# Windows, where a socket is a handle): the loop's own socket I/O needs it.
+_FD_SOCKETS = os.name == "posix"
+_wait_readable = trio.lowlevel.wait_readable
+_wait_writable = trio.lowlevel.wait_writable
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 
 def _deadline(timeout: float | None) -> float:
@@ -120,7 +131,9 @@ class _HTTPConnection:
         "_now",
         "_period",
         "_scope",
+        "_sock",
         "_timed",
+        "_unchecked",
         "_waiting",
         "_watchdog_scope",
         "app",
@@ -144,6 +157,18 @@ class _HTTPConnection:
             parser=config.resolved_parser,
         )
         self.scheme = "https" if conn.tls else "http"
+        # On plain TCP the loop reads and writes the socket's descriptor
+        # itself, one scheduler pass per request instead of trio's two (see
+        # docs/architecture.md, "Fast paths and why"); None for any other
+        # stream (TLS, in-memory) or platform (Windows), which goes through
+        # the stream's own methods.
+        self._sock = (
+            self.stream.socket if _FD_SOCKETS and type(self.stream) is trio.SocketStream else None
+        )
+        # True after the last write of a response returned without a schedule
+        # point: the loop owes one before it answers another request without
+        # reading first (a read that waits is one).
+        self._unchecked = False
         # Requests answered so far on this connection.
         self.requests = 0
         # Whether each request is timed and reported when answered: for the
@@ -188,18 +213,6 @@ class _HTTPConnection:
             raise TimeoutError
         return bytes(data)
 
-    async def _wait_read(self, waiting: int, deadline: float) -> bytes:
-        """One read under the watchdog; ``b""`` at EOF or when the peer is gone."""
-        self._deadline = deadline
-        self._waiting = waiting
-        try:
-            return bytes(await self.stream.receive_some(self.config.read_size))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return b""
-        finally:
-            self._waiting = _NOT_WAITING
-            self._deadline = math.inf
-
     async def _receive_pending(self) -> bytes:
         """What the client already sent, without waiting for more (see _DRAIN_PROBE_SECONDS)."""
         with trio.move_on_after(_DRAIN_PROBE_SECONDS):
@@ -231,6 +244,7 @@ class _HTTPConnection:
         config = self.config
         head_deadline: float | None = None
         conn = self.conn
+        shutdown = conn.shutdown
         # While no request is in progress, a full server may shed this
         # connection to make room (docs/core.md, "Limits and shedding").
         conn.sheddable = True
@@ -242,42 +256,80 @@ class _HTTPConnection:
                 await self._send_error(exc.status, str(exc))
                 return None
             if head is not NEED_DATA:
+                if self._unchecked:
+                    # A head already read, after a response written without
+                    # a schedule point: the one owed (see _send).
+                    self._unchecked = False
+                    await trio.lowlevel.checkpoint()
                 # Never shed a request in progress; one shed just before its
                 # head completed ends here (the cancel is already on its way).
                 conn.sheddable = False
                 if conn.shed:
                     return None
                 return head
-            if head_deadline is None and not proto.has_buffered_data:
+            idle = head_deadline is None and not proto.has_buffered_data
+            if idle:
                 # Idle: no byte of the next request yet. A graceful shutdown
                 # cancels this wait (and run() reads what had already come).
                 first = self.requests == 0
                 timeout = config.header_timeout if first else config.keepalive_timeout
                 deadline = math.inf if timeout is None else self._now() + timeout
-                shutdown = self.conn.shutdown
                 self._idle = True
                 shutdown.cancel_on_drain(self._scope)
-                try:
-                    data = await self._wait_read(_IDLE, deadline)
-                finally:
+                self._waiting = _IDLE
+            else:
+                if head_deadline is None:
+                    head_deadline = _deadline(config.header_timeout)
+                deadline = head_deadline
+                self._waiting = _HEAD
+            # One read under the watchdog. Here rather than in a helper: every
+            # frame between the task and the socket is walked at each wake-up.
+            self._deadline = deadline
+            sock = self._sock
+            try:
+                if sock is None:
+                    data = bytes(await self.stream.receive_some(config.read_size))
+                else:
+                    self._unchecked = False
+                    while True:
+                        # A checkpoint, whether or not the bytes are there already.
+                        await _wait_readable(sock)
+                        try:
+                            # The descriptor is read afresh each time: -1 once
+                            # closed (EBADF below), never a number reused by
+                            # another socket.
+                            data = os.read(sock.fileno(), config.read_size)
+                            break
+                        except BlockingIOError:
+                            continue
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            finally:
+                self._waiting = _NOT_WAITING
+                self._deadline = math.inf
+                if idle:
                     shutdown.forget(self._scope)
+            if idle:
                 if not data:
                     self._idle = False
                     return None
-                if self._scope.cancel_called:
-                    # The drain began as the read completed: the scope would
-                    # cancel this request's handler at its first checkpoint.
-                    # Keep the bytes; run() serves them under a fresh scope.
+                if self._expired or shutdown.draining:
+                    # The scope was cancelled as the read completed (by the
+                    # watchdog, which sets _expired first, or the drain; the
+                    # two tests are cheaper than the scope's cancel_called):
+                    # it would cancel this request's handler at its first
+                    # checkpoint. Keep the bytes; run() serves them under a
+                    # fresh scope.
                     proto.receive_data(data)
                     return None
                 self._idle = False
                 # The first head must be complete header_timeout after the
                 # accept (a byte just before the deadline must not restart it).
-                head_deadline = deadline if first else _deadline(config.header_timeout)
-            else:
-                if head_deadline is None:
-                    head_deadline = _deadline(config.header_timeout)
-                data = await self._wait_read(_HEAD, head_deadline)
+                if first:
+                    head_deadline = deadline
+                else:
+                    timeout = config.header_timeout
+                    head_deadline = math.inf if timeout is None else self._now() + timeout
             proto.receive_data(data)
 
     async def receive_body_chunk(self, body: _Body) -> bytes:
@@ -320,16 +372,68 @@ class _HTTPConnection:
 
     # Writing -----------------------------------------------------------------
 
-    async def _send(self, data: bytes) -> None:
+    async def _send(self, data: bytes, last: bool = False) -> None:
+        """Write *data* (a checkpoint, as ``send_all``), within ``write_timeout``.
+
+        *last*: the last write of a response, after which the loop reads the
+        next request. On a socket it then skips the schedule point when the
+        kernel takes every byte at once: the loop owes one (``_unchecked``),
+        and its next read, which waits, is it.
+        """
         if not data:
             return
+        sock = self._sock
+        if sock is None:
+            await self._send_stream(data)
+            return
+        if not last:
+            await _checkpoint_if_cancelled()
+        try:
+            sent = os.write(sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.proto.response_failed()
+            raise _Abort from None
+        if sent < len(data):
+            await self._send_rest(sock, data, sent)
+        elif last:
+            self._unchecked = True
+        else:
+            await _cancel_shielded_checkpoint()
+
+    def _start_write_timeout(self) -> None:
         timeout = self.config.write_timeout
         if timeout is not None:
             self._deadline = self._now() + timeout
             self._waiting = _WRITE
+
+    async def _send_stream(self, data: bytes) -> None:
+        """:meth:`_send` on a stream other than a plain socket."""
+        self._start_write_timeout()
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.proto.response_failed()
+            raise _Abort from None
+        finally:
+            self._waiting = _NOT_WAITING
+            self._deadline = math.inf
+
+    async def _send_rest(self, sock: trio.socket.SocketType, data: bytes, sent: int) -> None:
+        """Write what the kernel did not take at once, as it makes room.
+
+        The write timeout starts here, at the first wait: a write the kernel
+        takes at once (microseconds) needs no deadline.
+        """
+        self._start_write_timeout()
+        view = memoryview(data)
+        try:
+            while sent < len(view):
+                await _wait_writable(sock)
+                with contextlib.suppress(BlockingIOError):
+                    sent += os.write(sock.fileno(), view[sent:])
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self.proto.response_failed()
             raise _Abort from None
         finally:
@@ -350,10 +454,10 @@ class _HTTPConnection:
             raw = response.headers.raw
             head, data = proto.respond(response.status, raw, body, head_only, close)
             if len(data) <= _COALESCE_LIMIT:
-                await self._send(head + data)
+                await self._send(head + data, True)
             else:
                 await self._send(head)
-                await self._send(data)
+                await self._send(data, True)
             return len(body) if data else 0
         # Streamed body.
         sent = 0
@@ -901,8 +1005,15 @@ class ResponseWriter:
     async def respond(
         self, status: int = 200, headers: HeadersLike | None = None, body: bytes = b""
     ) -> None:
-        """Send a whole response: head and *body*, with its ``Content-Length``."""
-        conn = self._owner(_W_IDLE)
+        """Send a whole response: head and *body*, with its ``Content-Length``.
+
+        On a socket that takes the whole response at once it returns without
+        a checkpoint: the connection's next read, right after, is one. When it
+        has to wait for the client it is a checkpoint, as ``send_all`` is.
+        """
+        conn = self._conn
+        if conn is None or self._busy or self._state != _W_IDLE:
+            conn = self._owner(_W_IDLE)  # raises, saying why
         if not 200 <= status <= 999:
             raise ValueError(f"invalid final status {status} (the server sends 1xx itself)")
         if type(body) is not bytes:
@@ -916,7 +1027,7 @@ class ResponseWriter:
             # connection's task and the socket is walked at each switch.
             self._busy = True
             try:
-                await conn._send(head + data)
+                await conn._send(head + data, True)
             except _Abort:
                 self._state = _W_FAILED
                 raise ClientDisconnected("the client disconnected during the response") from None
