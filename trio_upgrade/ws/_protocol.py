@@ -333,6 +333,10 @@ class WebSocketProtocol:
                     if limit is not None and len(data) > limit:
                         yield Violation(1009, "message too big")
                         return
+                    # It may stand for several frames the decoder joined.
+                    if max_frames is not None and joined_frames(conn) >= max_frames:
+                        yield Violation(1008, "too many fragments")
+                        return
                     yield data
                     continue
                 size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
@@ -538,9 +542,7 @@ class WebSocketProtocol:
         if self.state is not State.OPEN:
             return None
         self._closing(code, reason)
-        frame = (self._conn or self._connection()).send(
-            CloseConnection(code=code, reason=reason)
-        )
+        frame = (self._conn or self._connection()).send(CloseConnection(code=code, reason=reason))
         pongs = self._pongs
         if pongs:
             self._pongs = None
