@@ -59,9 +59,10 @@ __all__ = [
     "join_pieces",
 ]
 
-_OPEN = ConnectionState.OPEN
-_REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
-_CLOSED = ConnectionState.CLOSED
+# wsproto's own states, which it keeps inside its connection object.
+_WS_OPEN = ConnectionState.OPEN
+_WS_REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
+_WS_CLOSED = ConnectionState.CLOSED
 
 # events() yields TURN after this many wsproto events of one call: data of up
 # to max_read_size bytes may hold tens of thousands of tiny frames, and the
@@ -90,6 +91,10 @@ class State(enum.IntEnum):
     is set and nothing more is sent. A Close received now ends the handshake."""
     CLOSED = 2
     """The driver has closed the connection (:meth:`WebSocketProtocol.connection_closed`)."""
+
+
+# Module constants: a global lookup instead of one more attribute lookup per event.
+_OPEN = State.OPEN
 
 
 @final
@@ -243,9 +248,10 @@ class WebSocketProtocol:
         self.close_reason = ""
         self._max_message_size = max_message_size
         self._max_fragments = max_fragments
-        # wsproto's connection, made on first use; the extensions wait here until then.
+        # wsproto's connection, made on first use; the extensions wait here
+        # until then (a tuple: none at all is the shared empty one, not a list).
         self._conn: WSConnection | None = None
-        self._extensions = list(extensions)
+        self._extensions = tuple(extensions)
         # Complete messages bypass wsproto's serializer when no extension
         # rewrites frames, or when the one extension is our permessage-deflate
         # (then _deflater compresses them): always on a server (no masking), on
@@ -273,20 +279,20 @@ class WebSocketProtocol:
         if conn is None:
             conn = self._conn = WSConnection(
                 ConnectionType.CLIENT if self.client else ConnectionType.SERVER,
-                extensions=self._extensions,
+                extensions=list(self._extensions),
             )
             if not self.client:
                 # Received frames are masked only on the server side; unmask
                 # them in C when the optional extension is built (_fastmask).
                 accelerate(conn)
-            self._extensions = []
+            self._extensions = ()
         return conn
 
     def _closed_error(self) -> ConnectionClosed:
         return closed_error(self.close_code or 1006, self.close_reason)
 
     def _closing(self, code: int, reason: str) -> None:
-        if self.state is State.OPEN:
+        if self.state is _OPEN:
             self.state = State.CLOSING
             self.close_code = code
             self.close_reason = reason
@@ -324,7 +330,7 @@ class WebSocketProtocol:
                 yield TURN
             cls = type(event)
             if cls is TextMessage or cls is BytesMessage:
-                if self.state is not State.OPEN:
+                if self.state is not _OPEN:
                     continue  # we are closing: drop it
                 data = event.data  # type: ignore[attr-defined]
                 finished = event.message_finished  # type: ignore[attr-defined]
@@ -371,7 +377,7 @@ class WebSocketProtocol:
                 else:
                     self._msg_size = size
             elif cls is Ping:
-                if self.state is State.OPEN and conn.state is _OPEN:
+                if self.state is _OPEN and conn.state is _WS_OPEN:
                     pong = conn.send(event.response())  # type: ignore[attr-defined]
                     if self._pongs is None:
                         self._pongs = bytearray(pong)
@@ -386,7 +392,7 @@ class WebSocketProtocol:
                 assert isinstance(event, CloseConnection)
                 reason = event.reason or ""
                 state = conn.state
-                if state is _REMOTE_CLOSING:
+                if state is _WS_REMOTE_CLOSING:
                     # The peer closes first: echo its code (RFC 6455 §5.5.1),
                     # after the pongs still owed.
                     self._closing(event.code, reason)
@@ -396,7 +402,7 @@ class WebSocketProtocol:
                         self._pongs = None
                         reply = bytes(pongs) + reply
                     yield CloseReceived(event.code, reason, reply)
-                elif state is _CLOSED:
+                elif state is _WS_CLOSED:
                     yield CloseReceived(event.code, reason, None)  # the answer to ours
                 else:
                     # wsproto reports a protocol violation as a CloseConnection
@@ -416,7 +422,7 @@ class WebSocketProtocol:
         if pongs is None:
             return None
         self._pongs = None
-        return bytes(pongs) if self.state is State.OPEN else None
+        return bytes(pongs) if self.state is _OPEN else None
 
     def pongs_owed(self) -> int:
         """Bytes of the pongs owed so far."""
@@ -444,7 +450,7 @@ class WebSocketProtocol:
         Hands its bytes to *write* (once, or for payloads of at least 64 KiB
         twice: the header, then the payload uncopied) and returns how many.
         """
-        if not self._plain or self.state is not State.OPEN or type(message) not in (bytes, str):
+        if not self._plain or self.state is not _OPEN or type(message) not in (bytes, str):
             frame = self.send_fragment(message, True)
             write(frame)
             return len(frame)
@@ -491,7 +497,7 @@ class WebSocketProtocol:
 
     def send_fragment(self, data: str | bytes | bytearray | memoryview, fin: bool) -> bytes:
         """One frame of a message (the last one with *fin*), through wsproto."""
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise self._closed_error()
         conn = self._conn or self._connection()
         if isinstance(data, str):
@@ -506,7 +512,7 @@ class WebSocketProtocol:
         """A Ping with *payload* (at most 125 bytes); *waiter* waits for its Pong."""
         if len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             raise self._closed_error()
         pings = self._pings
         if pings is None:
@@ -539,7 +545,7 @@ class WebSocketProtocol:
         Returns the last bytes to write (pongs still owed, then our Close
         frame) and moves to CLOSING; None if the state was not OPEN.
         """
-        if self.state is not State.OPEN:
+        if self.state is not _OPEN:
             return None
         self._closing(code, reason)
         frame = (self._conn or self._connection()).send(CloseConnection(code=code, reason=reason))
