@@ -242,6 +242,8 @@ class WebSocketProtocol:
         self.client = client
         """The client's side: frames we send are masked, frames we receive are not."""
         self.state = State.OPEN
+        """Where the connection is: the one field of its state (wsproto keeps
+        its own inside; :class:`CloseReceived` says whether ours was answered)."""
         self.close_code: int | None = None
         """None while OPEN; then the code of the Close that ended the connection
         (the peer's if it closed first, ours if we did), or 1006 if it was lost."""
