@@ -124,7 +124,7 @@ async def main(workload: str, messages: int) -> None:
     a, b = socket.socketpair()
     server_stream = trio.SocketStream(trio.socket.from_stdlib_socket(a))
     client_stream = trio.SocketStream(trio.socket.from_stdlib_socket(b))
-    async with trio.open_nursery() as nursery:
+    async with server_stream, client_stream, trio.open_nursery() as nursery:
         nursery.start_soon(echo_server, server_stream, deflate)
         await client(client_stream, frame, messages, inflight)
         nursery.cancel_scope.cancel()
