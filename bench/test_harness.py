@@ -223,3 +223,12 @@ def test_json_samples_serialise(tmp_path: Path) -> None:
             }
         ]
     }
+
+
+@pytest.mark.parametrize("workload", ["small", "large", "deflate-small", "deflate-4k"])
+def test_the_in_process_websocket_driver_completes_every_workload(workload: str) -> None:
+    """bench/ws_inproc.py echoes a few messages of each workload and ends (callgrind's driver)."""
+    import trio
+    import ws_inproc
+
+    trio.run(ws_inproc.main, workload, 5)

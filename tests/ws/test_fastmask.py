@@ -167,10 +167,10 @@ async def test_server_sessions_use_the_accelerator_and_clients_do_not() -> None:
     async with session_pair() as (server, client):
         await client.send(b"x")
         assert await server.receive() == b"x"
-        server_decoder = server._conn._proto._frame_decoder  # type: ignore[union-attr]
+        server_decoder = server._proto._conn._proto._frame_decoder  # type: ignore[union-attr]
         await server.send(b"y")
         assert await client.receive() == b"y"
-        client_decoder = client._conn._proto._frame_decoder  # type: ignore[union-attr]
+        client_decoder = client._proto._conn._proto._frame_decoder  # type: ignore[union-attr]
     # A client receives unmasked frames: its decoder stays wsproto's own.
     assert type(client_decoder) is FrameDecoder
     if _fastmask.ACTIVE:
@@ -282,7 +282,7 @@ async def test_client_frames_masked_in_c_are_read_exactly_by_a_plain_wsproto_ser
     """Every length class (7-bit, 16-bit, 64-bit), text and binary: the frames our
     client builds itself carry the mask bit, a fresh key each, and the payload
     wsproto's own (unaccelerated) server decodes back."""
-    from trio_upgrade.ws._session import _MASK
+    from trio_upgrade.ws._protocol import _MASK
 
     if not EXTENSION_SKIPPED:
         assert _MASK is not None, "clients should mask through the C extension here"

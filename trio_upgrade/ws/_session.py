@@ -2,10 +2,14 @@
 
 ::
 
-    stream ─► reader task ─► wsproto ─► receive channel ─► ws.receive() (application)
-    stream ◄─ writer task ◄─ send channel ◄─ wsproto ◄──── ws.send()    (application)
+    stream ─► reader task ─► WebSocketProtocol ─► receive channel ─► ws.receive() (application)
+    stream ◄─ writer task ◄─ send channel ◄─ WebSocketProtocol ◄──── ws.send()    (application)
                           ▲
               pongs, Close replies (reader), keepalive pings (the shared keeper)
+
+This module is the trio driver of the sans-I/O :class:`._protocol.WebSocketProtocol`,
+which owns the wire: parsing, limits, framing, deflate, the close handshake
+and the session's state. Here are only tasks, channels and waiting.
 
 The reader is the only task that calls ``receive_some``; the writer the only
 one that calls ``send_all``. The writer drains everything queued and writes it
@@ -18,7 +22,7 @@ Backpressure: the receive channel holds at most ``receive_queue`` items and
 reader stops reading and the peer's TCP window closes; outgoing bytes not yet
 written are counted, and above ``send_buffer`` the sender (application or
 reader) waits for the writer. The reader also yields to the scheduler every
-``_EVENTS_PER_TURN`` events of one read.
+64 events of one read.
 
 An idle session costs little memory: the writer task, both channels and the
 wsproto connection are created on first use; a writer started for control
@@ -38,65 +42,45 @@ import json as _json
 import logging
 import math
 import os
-import struct
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, final
 
 import trio
-from wsproto.connection import Connection as WSConnection
-from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 from wsproto.extensions import Extension
 
 from ..core import Shutdown, current_connection
 from ._config import WebSocketConfig
-from ._deflate import PerMessageDeflate
 from ._errors import NORMAL_CLOSE_CODES, ConnectionClosed, closed_error
-from ._fastmask import MASK as _MASK
-from ._fastmask import MIN_FRAME_COST, accelerate, joined_frames
 from ._keeper import Drain, Keeper, start_keepalive, stop_keepalive, unwatch_drain, watch_drain
+from ._protocol import (
+    COPY_LIMIT,
+    CloseReceived,
+    Fragment,
+    PingReceived,
+    PingWaiter,
+    PongReceived,
+    State,
+    Turn,
+    Violation,
+    WebSocketProtocol,
+    join_pieces,
+)
 from ._request import HandshakeRequest
 
 logger = logging.getLogger("trio_upgrade.ws")
 
 __all__ = ["MessageChunks", "WebSocket", "websocket_session"]
 
-_OPEN = ConnectionState.OPEN
-_REMOTE_CLOSING = ConnectionState.REMOTE_CLOSING
-_CLOSED = ConnectionState.CLOSED
+_OPEN = State.OPEN
+_CLOSED = State.CLOSED
 
 # The fast paths of receive()/send() are always cancel points but yield to the
 # scheduler only once per this many calls (see docs/websocket.md, "Scheduling").
 _SCHEDULE_MASK = 64 - 1
 
-# The reader yields to the scheduler after handing on this many events of one
-# read: a read of up to max_read_size bytes may hold tens of thousands of tiny
-# frames, and other connections must not wait for all of them.
-_EVENTS_PER_TURN = 64
-
-# What a frame of a fragmented message (its last frame excepted) counts at
-# least against max_message_size. Each frame costs us far more than its header
-# (an event, a bytes object, a list slot: over 100 bytes), and with this charge
-# a message of empty or tiny fragments ends, with 1009, after at most
-# max_message_size / 64 frames (16,384 for 1 MiB; the Autobahn 9.3 and 9.4
-# cases send 64-byte fragments, which this does not touch).
-_MIN_FRAME_COST = MIN_FRAME_COST
-
 _DEFAULT_CONFIG = WebSocketConfig()
-
-
-class _Phase(enum.IntEnum):
-    """Where a session is in its life (one field, ``WebSocket._phase``)."""
-
-    OPEN = 0
-    """Messages go both ways; ``close_code`` is None."""
-    CLOSING = 1
-    """A Close was sent or received, or the connection was lost: ``close_code``
-    is set and nothing more is sent; the reader may still be winding down."""
-    CLOSED = 2
-    """The reader has finished and the stream is closed."""
 
 
 class _End(enum.IntEnum):
@@ -110,73 +94,7 @@ class _End(enum.IntEnum):
     """We sent a Close because the peer broke the protocol or a limit."""
 
 
-@final
-class _Fragment:
-    """A piece of a message that did not arrive whole in one read."""
-
-    __slots__ = ("data", "last")
-
-    def __init__(self, data: str | bytes, last: bool) -> None:
-        self.data = data
-        self.last = last
-
-
-_Item = str | bytes | _Fragment
-
-# Headers of unmasked final frames with a payload under 126 bytes, by length.
-_TEXT_HEADERS = tuple(bytes((0x81, n)) for n in range(126))
-_BINARY_HEADERS = tuple(bytes((0x82, n)) for n in range(126))
-# The same with RSV1 set: a message compressed by permessage-deflate.
-_DEFLATED_HEADERS = {
-    0x81: tuple(bytes((0xC1, n)) for n in range(126)),
-    0x82: tuple(bytes((0xC2, n)) for n in range(126)),
-}
-# Payloads from this size on are queued apart from their header instead of copied.
-_COPY_LIMIT = 64 * 1024
-
-
-def _long_header(first: int, n: int) -> bytes:
-    if n < 65536:
-        return struct.pack("!BBH", first, 126, n)
-    return struct.pack("!BBQ", first, 127, n)
-
-
-def _queue_masked(send_in: trio.MemorySendChannel[bytes], first: int, payload: bytes) -> int:
-    """Queue a client's frame: header, a fresh masking key, the masked payload.
-
-    RFC 6455 §5.3: every client frame is masked with a new key from a strong
-    source of entropy. Returns the bytes queued.
-    """
-    assert _MASK is not None
-    n = len(payload)
-    if n < 126:
-        head = bytes((first, 0x80 | n))
-    elif n < 65536:
-        head = struct.pack("!BBH", first, 0xFE, n)
-    else:
-        head = struct.pack("!BBQ", first, 0xFF, n)
-    key = os.urandom(4)
-    send_in.send_nowait(head + key + _MASK(payload, key))
-    return len(head) + 4 + n
-
-
-def _join(pieces: list[str | bytes]) -> str | bytes:
-    if len(pieces) == 1:
-        return pieces[0]
-    if isinstance(pieces[0], str):
-        return "".join(pieces)  # type: ignore[arg-type]
-    return b"".join(pieces)  # type: ignore[arg-type]
-
-
-@final
-class _PingWaiter:
-    __slots__ = ("event", "rtt", "sent")
-
-    def __init__(self, sent: float, event: trio.Event | None) -> None:
-        # None for keepalive pings: the keeper checks rtt instead of waiting.
-        self.event = event
-        self.sent = sent
-        self.rtt: float | None = None
+_Item = str | bytes | Fragment
 
 
 @final
@@ -196,29 +114,18 @@ class WebSocket:
 
     __slots__ = (
         "__weakref__",
-        "_client",
-        "_close_code",
-        "_close_reason",
         "_config",
-        "_conn",
-        "_deflater",
         "_done",
         "_drain",
         "_drained",
-        "_extension_objects",
-        "_frame_size",
         "_in_message",
         "_keepalive_ping",
         "_keeper",
-        "_msg_frames",
-        "_msg_size",
         "_nursery",
         "_ops",
         "_ops_mark",
         "_pending",
-        "_phase",
-        "_pings",
-        "_plain",
+        "_proto",
         "_queued",
         "_receiver",
         "_recv_in",
@@ -247,31 +154,22 @@ class WebSocket:
     ) -> None:
         self._stream = stream
         self._config = config
-        self._client = client
         self.request = request
         """The opening handshake request (on a client: the one we sent)."""
         self.subprotocol = subprotocol
         """The negotiated subprotocol, or ``None``."""
         self.extensions = tuple(ext.name for ext in extensions)
         """Names of the negotiated extensions, e.g. ``("permessage-deflate",)``."""
-        # wsproto's connection, made on first use (an idle session needs none);
-        # the extension objects wait here until then.
-        self._conn: WSConnection | None = None
-        self._extension_objects = list(extensions)
-        # Complete messages may bypass wsproto's serializer when no extension
-        # rewrites frames, or when the one extension is our permessage-deflate
-        # (then _deflater compresses them): always on a server (no masking), on
-        # a client when the C extension can mask them.
-        self._deflater: PerMessageDeflate | None = None
-        if len(extensions) == 1:
-            only = extensions[0]
-            if type(only) is PerMessageDeflate:
-                self._deflater = only
-        self._plain = (not extensions or self._deflater is not None) and (
-            not client or _MASK is not None
+        # Everything about the wire: framing, limits, the close handshake and
+        # the session's state (see _protocol).
+        self._proto = WebSocketProtocol(
+            client=client,
+            extensions=extensions,
+            max_message_size=config.max_message_size,
+            max_fragments=config.max_fragments,
         )
         if prefetched:
-            self._make_conn().receive_data(prefetched)
+            self._proto.receive_data(prefetched)
         # The receive channel, made with the first message (see _channel()).
         self._recv_in: trio.MemorySendChannel[_Item] | None = None
         self._recv_out: trio.MemoryReceiveChannel[_Item] | None = None
@@ -298,13 +196,6 @@ class WebSocket:
         # _ops at the last keepalive tick: unchanged at the next one means the
         # application was quiet for a whole interval (see _shed()).
         self._ops_mark = -1
-        # Bytes (or characters) of the message the reader is assembling; -1
-        # between messages (an empty first fragment still starts a message).
-        self._msg_size = -1
-        # Frames of that message so far (against max_fragments), and the
-        # payload of its current frame so far.
-        self._msg_frames = 0
-        self._frame_size = 0
         # Bytes (characters for text) queued for the application, against
         # max_queued_bytes; _room is set when it drops below that bound while
         # the reader waits.
@@ -312,39 +203,17 @@ class WebSocket:
         self._room: trio.Event | None = None
         # The application stopped in the middle of a chunked message.
         self._in_message = False
-        # The session's phase: OPEN, then CLOSING (from the first Close sent,
-        # received, or the connection lost), then CLOSED (the reader is done).
-        self._phase = _Phase.OPEN
-        # None while open; then the code of the Close frame that ended the
-        # session (the peer's if it closed first, ours if we did), or 1006.
-        self._close_code: int | None = None
-        self._close_reason = ""
-        self._pings: dict[bytes, _PingWaiter] | None = None
         # The last keepalive ping (None before the first one).
-        self._keepalive_ping: _PingWaiter | None = None
+        self._keepalive_ping: PingWaiter | None = None
         # Held while a fragmented message is being sent.
         self._send_lock: trio.Lock | None = None
         # Set when the phase becomes CLOSED; made only if somebody waits for that.
         self._done: trio.Event | None = None
 
-    def _make_conn(self) -> WSConnection:
-        conn = self._conn = WSConnection(
-            ConnectionType.CLIENT if self._client else ConnectionType.SERVER,
-            extensions=self._extension_objects,
-        )
-        if not self._client:
-            # Received frames are masked only on the server side; unmask them
-            # in C when the optional extension is built (see _fastmask).
-            accelerate(conn)
-        self._extension_objects = []
-        return conn
-
-    def _state(self) -> ConnectionState:
-        return _OPEN if self._conn is None else self._conn.state
-
     def __repr__(self) -> str:
-        side = "client" if self._client else "server"
-        state = "open" if self._phase is _Phase.OPEN else f"closed {self._close_code}"
+        proto = self._proto
+        side = "client" if proto.client else "server"
+        state = "open" if proto.state is _OPEN else f"closed {proto.close_code}"
         return f"<WebSocket {side} {self.request.path!r} {state}>"
 
     # -- public state -------------------------------------------------------
@@ -353,17 +222,17 @@ class WebSocket:
     def close_code(self) -> int | None:
         """``None`` while open; then the close code (RFC 6455 §7.1.5), 1006 if the
         connection was lost without a Close frame."""
-        return self._close_code
+        return self._proto.close_code
 
     @property
     def close_reason(self) -> str:
         """The close reason that came with :attr:`close_code` (may be empty)."""
-        return self._close_reason
+        return self._proto.close_reason
 
     @property
     def closed(self) -> bool:
         """True once the session is closing or closed: sending is no longer possible."""
-        return self._phase is not _Phase.OPEN
+        return self._proto.state is not _OPEN
 
     # -- receiving ----------------------------------------------------------
 
@@ -391,7 +260,7 @@ class WebSocket:
                 raise self._closed_error() from None
             else:
                 # _taken(), inlined: this is the hottest path of a busy session.
-                self._queued -= len(item) if type(item) is not _Fragment else len(item.data)
+                self._queued -= len(item) if type(item) is not Fragment else len(item.data)
                 if self._room is not None:
                     self._taken(None)
                 if not self._ops & _SCHEDULE_MASK:
@@ -430,7 +299,7 @@ class WebSocket:
         # longer count against max_queued_bytes; a reader waiting for room may
         # go on.
         if item is not None:
-            self._queued -= len(item.data) if type(item) is _Fragment else len(item)
+            self._queued -= len(item.data) if type(item) is Fragment else len(item)
         room = self._room
         if room is not None and self._queued < self._config.max_queued_bytes:
             self._room = None
@@ -472,7 +341,7 @@ class WebSocket:
         # The application abandoned a chunked message: drop the rest of it.
         while self._in_message:
             item = await self._next()
-            self._in_message = type(item) is _Fragment and not item.last
+            self._in_message = type(item) is Fragment and not item.last
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary.
@@ -484,21 +353,21 @@ class WebSocket:
         if self._in_message:
             await self._skip_partial()
         item = await self._next()
-        if type(item) is _Fragment:
+        if type(item) is Fragment:
             return await self._gather(item)
         return item
 
-    async def _gather(self, item: _Fragment) -> str | bytes:
+    async def _gather(self, item: Fragment) -> str | bytes:
         # A message that arrived over several reads: gather its pieces.
         parts = [item.data]
         self._in_message = True
         while not item.last:
             next_item = await self._next()
-            assert type(next_item) is _Fragment
+            assert type(next_item) is Fragment
             item = next_item
             parts.append(item.data)
         self._in_message = False
-        return _join(parts)
+        return join_pieces(parts)
 
     def receive_chunks(self) -> MessageChunks:
         """The next message as an async iterator of chunks, without buffering it whole.
@@ -521,7 +390,7 @@ class WebSocket:
             if self._in_message:
                 await self._skip_partial()
             item = await self._next()
-            if type(item) is _Fragment:
+            if type(item) is Fragment:
                 return await self._gather(item)
             return item
         except ConnectionClosed as exc:
@@ -532,7 +401,7 @@ class WebSocket:
     # -- sending ------------------------------------------------------------
 
     def _closed_error(self) -> ConnectionClosed:
-        return closed_error(self._close_code or 1006, self._close_reason)
+        return closed_error(self._proto.close_code or 1006, self._proto.close_reason)
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         """Send one message: text for ``str``, binary for bytes-like objects.
@@ -548,41 +417,11 @@ class WebSocket:
         if lock is not None and lock.locked():
             # Another task is sending a fragmented message: wait for its end.
             async with lock:
-                self._queue_message(message, True)
-        elif self._plain and self._phase is _Phase.OPEN and type(message) in (bytes, str):
-            # A frame without extensions is a header and the payload (RFC 6455
-            # §5.2; masked on a client): build it here, sparing wsproto's copies.
-            if type(message) is str:
-                payload = message.encode()
-                headers = _TEXT_HEADERS
-            else:
-                payload = message  # type: ignore[assignment]
-                headers = _BINARY_HEADERS
-            deflater = self._deflater
-            if deflater is not None:
-                # RFC 7692 §7.2.1: the payload compressed, RSV1 on the frame.
-                deflated = deflater.deflate_message(payload)
-                if deflated is not None:
-                    payload = deflated
-                    headers = _DEFLATED_HEADERS[headers[0][0]]
-            n = len(payload)
-            send_in = self._send_in
-            if send_in is None:
-                send_in = self._start_writer()
-            if self._client:
-                self._pending += _queue_masked(send_in, headers[0][0], payload)
-            else:
-                if n < 126:
-                    send_in.send_nowait(headers[n] + payload)
-                elif n < _COPY_LIMIT:
-                    send_in.send_nowait(_long_header(headers[0][0], n) + payload)
-                else:
-                    # Big payloads travel as they are; the writer joins or sends them.
-                    send_in.send_nowait(_long_header(headers[0][0], n))
-                    send_in.send_nowait(payload)
-                self._pending += n + (2 if n < 126 else 4 if n < 65536 else 10)
+                send_in = self._send_in or self._message_writer()
+                self._pending += self._proto.send_message(message, send_in.send_nowait)
         else:
-            self._queue_message(message, True)
+            send_in = self._send_in or self._message_writer()
+            self._pending += self._proto.send_message(message, send_in.send_nowait)
         await self._sent()
 
     async def _sent(self) -> None:
@@ -594,38 +433,26 @@ class WebSocket:
         elif not self._ops & _SCHEDULE_MASK:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _queue_message(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
-        # One frame through wsproto (extensions, or a type the fast path skips).
-        if self._phase is not _Phase.OPEN:
+    def _message_writer(self) -> trio.MemorySendChannel[bytes]:
+        # The writer for a message about to be framed, unless nothing may be sent.
+        if self._proto.state is not _OPEN:
             raise self._closed_error()
-        conn = self._conn
-        if conn is None:
-            conn = self._make_conn()
-        if isinstance(data, str):
-            frame = conn.send(TextMessage(data=data, message_finished=fin))
-        elif isinstance(data, (bytes, bytearray)):
-            frame = conn.send(BytesMessage(data=data, message_finished=fin))
-        elif isinstance(data, memoryview):
-            frame = conn.send(BytesMessage(data=bytes(data), message_finished=fin))
-        else:
-            raise TypeError(f"a message is str or bytes-like, not {type(data).__name__}")
-        send_in = self._send_in
-        if send_in is None:
-            send_in = self._start_writer()
-        send_in.send_nowait(frame)
-        self._pending += len(frame)
+        return self._start_writer()
 
     async def _send_frame(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
         # One frame of send_fragments(): the same rule as send().
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._queue_message(data, fin)
+        frame = self._proto.send_fragment(data, fin)
+        send_in = self._send_in or self._start_writer()
+        send_in.send_nowait(frame)
+        self._pending += len(frame)
         await self._sent()
 
     async def _wait_drained(self) -> None:
         limit = self._config.send_buffer
         while self._pending > limit:
             done = self._writer_done
-            if self._phase is _Phase.CLOSED or done is None or done.is_set():
+            if self._proto.state is _CLOSED or done is None or done.is_set():
                 # No writer left to take the bytes (the stream broke).
                 raise self._closed_error()
             event = self._drained
@@ -695,20 +522,13 @@ class WebSocket:
         elif len(payload) > 125:
             raise ValueError("a ping payload is at most 125 bytes")
         await trio.lowlevel.checkpoint()
-        if self._phase is not _Phase.OPEN:
-            raise self._closed_error()
-        if self._pings is None:
-            self._pings = {}
-        if payload in self._pings:
-            raise ValueError("a ping with this payload is already waiting")
         event = trio.Event()
-        waiter = self._pings[payload] = _PingWaiter(trio.current_time(), event)
-        self._queue(self._proto().send(Ping(payload=payload)))
+        waiter = PingWaiter(trio.current_time(), event)
+        self._queue(self._proto.send_ping(payload, waiter))
         try:
             await event.wait()
         finally:
-            if self._pings is not None and self._pings.get(payload) is waiter:
-                del self._pings[payload]
+            self._proto.forget_ping(payload, waiter)
         if waiter.rtt is None:
             raise self._closed_error()
         return waiter.rtt
@@ -736,19 +556,16 @@ class WebSocket:
         self._start_close(code, reason)
         await self._wait_done()
 
-    def _proto(self) -> WSConnection:
-        return self._make_conn() if self._conn is None else self._conn
-
     def _start_close(self, code: int, reason: str) -> None:
-        if self._phase is _Phase.OPEN and self._state() is _OPEN:
-            self._set_closed(code, reason)
-            self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
+        frame = self._proto.close(code, reason)
+        if frame is not None:
+            self._queue_final(frame)
             # The application learns at once that the session is closing; what the
             # peer sends until its Close arrives is dropped.
             self._close_receive()
 
     async def _wait_done(self) -> None:
-        if self._phase is _Phase.CLOSED:
+        if self._proto.state is _CLOSED:
             await trio.lowlevel.checkpoint()
             return
         done = self._done
@@ -757,7 +574,7 @@ class WebSocket:
         with trio.move_on_after(self._config.close_timeout):
             await done.wait()
         if not done.is_set():  # (set when the phase becomes CLOSED)
-            self._set_closed(1006, "close timed out")
+            self._proto.connection_lost("close timed out")
             await self._kill()
             await done.wait()
 
@@ -767,12 +584,6 @@ class WebSocket:
             await trio.aclose_forcefully(self._stream)
 
     # -- internals shared by the tasks --------------------------------------
-
-    def _set_closed(self, code: int, reason: str) -> None:
-        if self._phase is _Phase.OPEN:
-            self._phase = _Phase.CLOSING
-            self._close_code = code
-            self._close_reason = reason
 
     def _start_writer(self, transient: bool = False) -> trio.MemorySendChannel[bytes]:
         """Start the writer for frames about to be queued.
@@ -810,34 +621,26 @@ class WebSocket:
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): send Close with *code*, stop reading."""
-        if self._phase is _Phase.OPEN and self._state() is _OPEN:
-            self._set_closed(code, reason)
-            self._queue_final(self._proto().send(CloseConnection(code=code, reason=reason)))
+        frame = self._proto.close(code, reason)
+        if frame is not None:
+            self._queue_final(frame)
         self._close_receive()
 
-    def _on_pong(self, payload: bytes) -> None:
-        pings = self._pings
-        if not pings or payload not in pings:
-            return
+    def _answered(self, answered: list[PingWaiter]) -> None:
+        # A Pong answered these pings: their round trip ends now.
         now = trio.current_time()
-        # A Pong answers its Ping and every earlier one still waiting.
-        for key in list(pings):
-            waiter = pings.pop(key)
+        for waiter in answered:
             waiter.rtt = now - waiter.sent
             if waiter.event is not None:
                 waiter.event.set()
-            if key == payload:
-                break
 
     def _wake_everyone(self) -> None:
         self._close_receive()
         if self._send_in is not None:
             self._send_in.close()
-        if self._pings:
-            for waiter in self._pings.values():
-                if waiter.event is not None:
-                    waiter.event.set()
-            self._pings.clear()
+        for waiter in self._proto.drop_pings():
+            if waiter.event is not None:
+                waiter.event.set()
         if self._drained is not None:
             self._drained.set()
             self._drained = None
@@ -859,7 +662,7 @@ class WebSocket:
         receive = stream.socket.recv if type(stream) is trio.SocketStream else stream.receive_some
         how: _End | None = _End.LOST
         try:
-            how = await self._dispatch() if self._conn is not None else None  # prefetched
+            how = await self._dispatch()  # bytes prefetched with the handshake, if any
             while how is None:
                 try:
                     data = await receive(size)
@@ -874,8 +677,7 @@ class WebSocket:
                     size = min(size * 2, high)
                 elif n < size >> 3 and size > low:
                     size = max(size >> 1, low)
-                # bytes or bytearray: wsproto only appends it to its buffer.
-                self._proto().receive_data(data)  # type: ignore[arg-type]
+                self._proto.receive_data(data)
                 how = await self._dispatch()
                 if how is None and self._pending > config.send_buffer:
                     # Our pongs pile up: stop reading until the peer takes them.
@@ -886,7 +688,7 @@ class WebSocket:
             # ConnectionClosed: the writer died while the reader waited for it.
             pass
         finally:
-            self._set_closed(1006, "connection lost")
+            self._proto.connection_lost("connection lost")
             self._wake_everyone()
             if self._drain is not None:
                 unwatch_drain(self, self._drain)
@@ -895,7 +697,7 @@ class WebSocket:
                 stop_keepalive(self._keeper)
                 self._keeper = None
             await self._kill()
-            self._phase = _Phase.CLOSED
+            self._proto.connection_closed()
             if self._done is not None:
                 self._done.set()
 
@@ -930,7 +732,7 @@ class WebSocket:
         # Stop reading (backpressure) until the application has taken enough,
         # or the session is closing (what the peer sends then is dropped).
         limit = self._config.max_queued_bytes
-        while self._queued >= limit and self._phase is _Phase.OPEN:
+        while self._queued >= limit and self._proto.state is _OPEN:
             room = self._room = trio.Event()
             await room.wait()
 
@@ -938,137 +740,75 @@ class WebSocket:
         """Hand on every event parsed so far; return how to wind down, or None to go on.
 
         Pieces of one message parsed from the same read (a peer may send
-        hundreds of tiny fragments) go to the application as one item. Every
-        ``_EVENTS_PER_TURN`` events the reader yields to the scheduler, so that
-        one read full of tiny frames cannot keep other connections waiting.
+        hundreds of tiny fragments) come as one item. The protocol says when
+        to let others run (:class:`Turn`, every 64 frames), so that one read
+        full of tiny frames cannot keep other connections waiting.
         """
-        conn = self._conn
-        assert conn is not None
+        proto = self._proto
         config = self._config
-        limit = config.max_message_size
-        max_frames = config.max_fragments
-        # Pieces of the current message gathered from this read, if any.
-        pieces: list[str | bytes] | None = None
-        # The current message began in this read (so it may go out whole).
-        began_here = False
         # Some message was passed on in this call.
         delivered = False
-        # Pongs owed for pings of this read, queued as one item (a flood of
-        # empty pings must not become a flood of tiny objects).
-        pongs: bytearray | None = None
-        turn = _EVENTS_PER_TURN
         try:
-            for event in conn.events():
-                turn -= 1
-                if not turn:
-                    turn = _EVENTS_PER_TURN
-                    await trio.lowlevel.checkpoint()
+            for event in proto.events():
                 cls = type(event)
-                if cls is TextMessage or cls is BytesMessage:
-                    if self._phase is not _Phase.OPEN:
-                        continue  # we are closing: drop it
-                    data = event.data  # type: ignore[attr-defined]
-                    finished = event.message_finished  # type: ignore[attr-defined]
-                    if finished and pieces is None and self._msg_size < 0:
-                        # The common case: a whole message in one event.
-                        n = len(data)
-                        if limit is not None and n > limit:
-                            self._fail(1009, "message too big")
-                            return _End.FAILED
-                        delivered = True
-                        self._queued += n
-                        try:
-                            (self._recv_in or self._channel()).send_nowait(data)
-                        except trio.WouldBlock:
-                            self._queued -= n
-                            await self._deliver(data, n)
-                            continue
-                        except trio.ClosedResourceError:
-                            self._queued -= n
-                            continue
-                        if self._receiver is not None:
-                            self._wake_receiver()
-                        if self._queued >= config.max_queued_bytes:
-                            await self._wait_room()
+                if cls is str or cls is bytes:
+                    # The common case, _deliver() inlined: a whole message.
+                    delivered = True
+                    n = len(event)  # type: ignore[arg-type]
+                    self._queued += n
+                    try:
+                        (self._recv_in or self._channel()).send_nowait(event)  # type: ignore[arg-type]
+                    except trio.WouldBlock:
+                        self._queued -= n
+                        await self._deliver(event, n)  # type: ignore[arg-type]
                         continue
-                    size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
-                    self._frame_size += len(data)
-                    if event.frame_finished:  # type: ignore[attr-defined]
-                        if not finished and self._frame_size < _MIN_FRAME_COST:
-                            size += _MIN_FRAME_COST - self._frame_size
-                        self._frame_size = 0
-                        self._msg_frames += 1
-                        if max_frames is not None:
-                            self._msg_frames += joined_frames(conn)
-                        if max_frames is not None and self._msg_frames > max_frames:
-                            self._fail(1008, "too many fragments")
-                            return _End.FAILED
-                    if limit is not None and size > limit:
-                        self._fail(1009, "message too big")
-                        return _End.FAILED
-                    if pieces is None:
-                        began_here = self._msg_size < 0
-                        pieces = [data]
-                    else:
-                        pieces.append(data)
-                    if finished:
-                        whole = _join(pieces)
-                        pieces = None
-                        self._msg_size = -1
-                        self._msg_frames = 0
-                        delivered = True
-                        await self._deliver(
-                            whole if began_here else _Fragment(whole, True), len(whole)
-                        )
-                    else:
-                        self._msg_size = size
-                elif cls is Ping:
-                    if conn.state is _OPEN and self._phase is _Phase.OPEN:
-                        pong = conn.send(event.response())  # type: ignore[attr-defined]
-                        if pongs is None:
-                            pongs = bytearray(pong)
-                        else:
-                            pongs += pong
-                        if self._pending + len(pongs) > config.send_buffer:
-                            # The peer does not read its pongs: stop reading
-                            # until it does (the bound on what we owe it).
-                            self._queue(bytes(pongs))
-                            pongs = None
-                            await self._wait_drained()
-                elif cls is Pong:
-                    self._on_pong(event.payload)  # type: ignore[attr-defined]
-                elif cls is CloseConnection:
-                    assert isinstance(event, CloseConnection)
-                    if pongs is not None:
-                        self._queue(bytes(pongs))  # before our Close, the last frame
-                        pongs = None
-                    state = conn.state
-                    if state is _REMOTE_CLOSING:
-                        # The peer closes first: echo its code (RFC 6455 §5.5.1).
-                        self._set_closed(event.code, event.reason or "")
-                        self._queue_final(conn.send(event.response()))
+                    except trio.ClosedResourceError:
+                        self._queued -= n
+                        continue
+                    if self._receiver is not None:
+                        self._wake_receiver()
+                    if self._queued >= config.max_queued_bytes:
+                        await self._wait_room()
+                elif cls is Fragment:
+                    assert isinstance(event, Fragment)
+                    delivered = delivered or event.last
+                    await self._deliver(event, len(event.data))
+                elif cls is Turn:
+                    await trio.lowlevel.checkpoint()
+                elif cls is PingReceived:
+                    if self._pending + proto.pongs_owed() > config.send_buffer:
+                        # The peer does not read its pongs: stop reading until
+                        # it does (the bound on what we owe it).
+                        pongs = proto.take_pongs()
+                        if pongs is not None:
+                            self._queue(pongs)
+                        await self._wait_drained()
+                elif cls is PongReceived:
+                    assert isinstance(event, PongReceived)
+                    self._answered(event.answered)
+                elif cls is CloseReceived:
+                    assert isinstance(event, CloseReceived)
+                    if event.reply is not None:
+                        # The peer closed first; our answer is the last frame.
+                        self._queue_final(event.reply)
                         self._close_receive()
-                        return _End.HANDSHAKE_DONE
-                    if state is _CLOSED:
-                        return _End.HANDSHAKE_DONE  # the answer to our Close
-                    # wsproto reports a protocol violation as a CloseConnection
-                    # without changing state: we fail the connection with its code.
-                    if state is _OPEN:
-                        if delivered:
-                            # Messages that arrived before the violation were just
-                            # passed on: let the application answer them before our
-                            # Close goes out (two turns of the scheduler, no more).
-                            await trio.lowlevel.checkpoint()
-                            await trio.lowlevel.checkpoint()
-                        self._fail(event.code, event.reason or "protocol error")
+                    return _End.HANDSHAKE_DONE
+                else:
+                    assert isinstance(event, Violation)
+                    if delivered:
+                        # Messages that arrived before the violation were just
+                        # passed on: let the application answer them before our
+                        # Close goes out (two turns of the scheduler, no more).
+                        await trio.lowlevel.checkpoint()
+                        await trio.lowlevel.checkpoint()
+                    self._fail(event.code, event.reason)
                     return _End.FAILED
         finally:
-            # Pongs still owed, unless our Close already went (nothing may follow it).
-            if pongs is not None and self._phase is _Phase.OPEN and conn.state is _OPEN:
-                self._queue(bytes(pongs))
-        if pieces is not None:
-            whole = _join(pieces)
-            await self._deliver(_Fragment(whole, False), len(whole))
+            # Pongs owed for pings of this read go as one item (a flood of empty
+            # pings must not become a flood of tiny objects).
+            pongs = proto.take_pongs()
+            if pongs is not None:
+                self._queue(pongs)
         return None
 
     async def _wind_down(self, how: _End) -> None:
@@ -1086,7 +826,7 @@ class WebSocket:
                     return
                 while await stream.receive_some(self._config.max_read_size):
                     pass
-            elif how is _End.HANDSHAKE_DONE and self._client:
+            elif how is _End.HANDSHAKE_DONE and self._proto.client:
                 # RFC 6455 §7.1.1: the server closes the TCP connection first.
                 while await stream.receive_some(self._config.min_read_size):
                     pass
@@ -1095,7 +835,7 @@ class WebSocket:
     async def _send_parts(self, parts: list[bytes]) -> None:
         small: list[bytes] = []
         for part in parts:
-            if len(part) < _COPY_LIMIT:
+            if len(part) < COPY_LIMIT:
                 small.append(part)
                 continue
             if small:
@@ -1135,7 +875,7 @@ class WebSocket:
                 else:
                     parts = [data, more]
                     n += len(more)
-                    big = len(data) >= _COPY_LIMIT or len(more) >= _COPY_LIMIT
+                    big = len(data) >= COPY_LIMIT or len(more) >= COPY_LIMIT
                     while True:
                         try:
                             more = receive_nowait()
@@ -1143,7 +883,7 @@ class WebSocket:
                             break
                         parts.append(more)
                         n += len(more)
-                        big = big or len(more) >= _COPY_LIMIT
+                        big = big or len(more) >= COPY_LIMIT
                     if big:
                         # Joining would copy megabytes: send the big parts as
                         # they are, the small ones between them joined.
@@ -1160,7 +900,7 @@ class WebSocket:
                     event.set()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The peer is gone: stop the reader too.
-            self._set_closed(1006, "connection lost")
+            self._proto.connection_lost("connection lost")
             # Wake the reader too, wherever it waits (for room, for us).
             self._wake_everyone()
             await self._kill()
@@ -1183,7 +923,7 @@ class WebSocket:
         self._nursery = nursery
         nursery.start_soon(self._reader)
         services = nursery
-        if not self._client:
+        if not self._proto.client:
             conn = current_connection()
             if conn is not None and conn.services is not None:
                 services = conn.services
@@ -1203,11 +943,11 @@ class WebSocket:
                 # from telling the peer (1011), nor keep us here for long.
                 scope.deadline = trio.current_time() + self._config.close_timeout
                 await self.aclose(1011, "internal error")
-            self._set_closed(1006, "close timed out")
+            self._proto.connection_lost("close timed out")
             await self._kill()
         else:
             # Cancelled (or KeyboardInterrupt): no time for a handshake.
-            self._set_closed(1006, "cancelled")
+            self._proto.connection_lost("cancelled")
             await self._kill()
 
     # -- what the shared tasks call (the _keeper.Kept protocol) --------------
@@ -1221,7 +961,7 @@ class WebSocket:
 
         Called by the keeper (see :mod:`._keeper`), never by applications.
         """
-        if self._phase is not _Phase.OPEN:
+        if self._proto.state is not _OPEN:
             return None
         config = self._config
         assert config.ping_interval is not None
@@ -1243,11 +983,8 @@ class WebSocket:
             return None
         if last is not None and now < last.sent + config.ping_interval:
             return last.sent + config.ping_interval
-        payload = os.urandom(4)
-        if self._pings is None:
-            self._pings = {}
-        waiter = self._pings[payload] = self._keepalive_ping = _PingWaiter(now, None)
-        self._queue(self._proto().send(Ping(payload=payload)))
+        waiter = self._keepalive_ping = PingWaiter(now)
+        self._queue(self._proto.send_ping(os.urandom(4), waiter))
         return waiter.sent + min(config.ping_interval, config.ping_timeout)
 
     async def _drop_after_close(self) -> None:
@@ -1307,7 +1044,7 @@ class MessageChunks:
             if ws._in_message:
                 await ws._skip_partial()
         item = await ws._next()
-        if type(item) is _Fragment:
+        if type(item) is Fragment:
             ws._in_message = not item.last
             self._finished = item.last
             return item.data
