@@ -40,6 +40,7 @@ from ._deflate import PerMessageDeflate
 from ._errors import ConnectionClosed, closed_error
 from ._fastmask import MASK as _MASK
 from ._fastmask import MIN_FRAME_COST, accelerate, joined_frames
+from ._lean import events as lean_events
 
 __all__ = [
     "EVENTS_PER_TURN",
@@ -325,17 +326,29 @@ class WebSocketProtocol:
         # The current message began in this data (so it may go out whole).
         began_here = False
         turn = EVENTS_PER_TURN
-        for event in conn.events():
+        # Whole plain messages come first, straight from the buffer (._lean),
+        # as str/bytes; from the first other frame on, wsproto's events.
+        for event in lean_events(conn):
             turn -= 1
             if not turn:
                 turn = EVENTS_PER_TURN
                 yield TURN
             cls = type(event)
+            if cls is str or cls is bytes:
+                # No message is in progress (the lean path runs only then),
+                # and it stands for one frame: only the size limit applies.
+                if self.state is not _OPEN:
+                    continue  # we are closing: drop it
+                if limit is not None and len(event) > limit:
+                    yield Violation(1009, "message too big")
+                    return
+                yield event
+                continue
             if cls is TextMessage or cls is BytesMessage:
                 if self.state is not _OPEN:
                     continue  # we are closing: drop it
-                data = event.data  # type: ignore[attr-defined]
-                finished = event.message_finished  # type: ignore[attr-defined]
+                data = event.data
+                finished = event.message_finished
                 if finished and pieces is None and self._msg_size < 0:
                     # The common case: a whole message in one event.
                     if limit is not None and len(data) > limit:
@@ -349,7 +362,7 @@ class WebSocketProtocol:
                     continue
                 size = len(data) + (self._msg_size if self._msg_size > 0 else 0)
                 self._frame_size += len(data)
-                if event.frame_finished:  # type: ignore[attr-defined]
+                if event.frame_finished:
                     if not finished and self._frame_size < MIN_FRAME_COST:
                         # Each frame costs us far more than its header: with this
                         # charge a message of tiny fragments ends, with 1009,
@@ -380,14 +393,14 @@ class WebSocketProtocol:
                     self._msg_size = size
             elif cls is Ping:
                 if self.state is _OPEN and conn.state is _WS_OPEN:
-                    pong = conn.send(event.response())  # type: ignore[attr-defined]
+                    pong = conn.send(event.response())
                     if self._pongs is None:
                         self._pongs = bytearray(pong)
                     else:
                         self._pongs += pong
                     yield PING_RECEIVED
             elif cls is Pong:
-                answered = self._answered(event.payload)  # type: ignore[attr-defined]
+                answered = self._answered(event.payload)
                 if answered:
                     yield PongReceived(answered)
             elif cls is CloseConnection:
