@@ -5,7 +5,7 @@ For each received message wsproto runs three generators (``Connection.events``,
 ``FrameProtocol.received_frames`` and ``_parse_more_gen``), builds two
 ``Frame`` tuples and an event dataclass, and for text a fresh incremental
 UTF-8 decoder. On an echo of 32-byte messages that is about a sixth of the
-server's CPU (docs/architecture.md, "Fast paths"). :func:`events` takes the
+server's CPU (docs/architecture.md, "Fast paths and why"). :func:`events` takes the
 frames that need none of it -- a whole data frame (FIN set, text or binary,
 no reserved bits, masked, minimally encoded length) arriving while no
 fragmented message is in progress, on a session without extensions -- and
