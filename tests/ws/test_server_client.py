@@ -389,6 +389,12 @@ class _Counting(Observer):
     def session_closed(self) -> None:
         self.events.append(("closed",))
 
+    def message_received(self, size: int) -> None:
+        self.events.append(("in", size))
+
+    def message_sent(self, size: int) -> None:
+        self.events.append(("out", size))
+
 
 async def test_sessions_reach_the_access_log_and_the_observer(
     caplog: pytest.LogCaptureFixture,
@@ -406,7 +412,32 @@ async def test_sessions_reach_the_access_log_and_the_observer(
     assert re.fullmatch(
         r'127\.0\.0\.1:\d+ "GET /room\?x=1 HTTP/1\.1" 101 - [\d.]+ms close 4001', line
     )
-    assert observer.events == [("opened",), ("closed",), ("request", "GET", 101, "websocket")]
+    assert observer.events == [
+        ("opened",),
+        ("in", 2),
+        ("out", 2),
+        ("closed",),
+        ("request", "GET", 101, "websocket"),
+    ]
+
+
+async def test_the_observer_counts_every_way_of_sending_and_receiving() -> None:
+    async def handler(ws: WebSocket) -> None:
+        chunks = [chunk async for chunk in ws.receive_chunks()]  # one message, in chunks
+        await ws.send_fragments(["é", "tê"])  # 2 + 3 bytes in UTF-8
+        await ws.send_json({"n": len(chunks)})  # {"n":1}
+        assert await ws.receive_json() == [1]
+
+    observer = _Counting()
+    async with running(handler, observer=observer) as server:
+        async with open_websocket(url_of(server), config=NO_PINGS) as ws:
+            await ws.send(b"x" * 70_000)
+            assert await ws.receive() == "étê"
+            assert await ws.receive() == '{"n":1}'
+            await ws.send("[1]")
+        with trio.fail_after(10):
+            await observer.done.wait()
+    assert observer.events[1:-2] == [("in", 70_000), ("out", 5), ("out", 7), ("in", 3)]
 
 
 async def test_no_access_log_unless_asked(caplog: pytest.LogCaptureFixture) -> None:

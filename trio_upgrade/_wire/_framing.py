@@ -180,8 +180,11 @@ def response_framing(
     if request_method == b"HEAD" or status < 200 or status in (204, 304):
         # No body whatever the fields say; a 204 or 1xx that declares one is
         # suspicious enough to stop trusting the connection.
-        suspicious = status != 304 and status >= 200 and request_method != b"HEAD" and (
-            te is not None or (cl is not None and cl != [b"0"])
+        suspicious = (
+            status != 304
+            and status >= 200
+            and request_method != b"HEAD"
+            and (te is not None or (cl is not None and cl != [b"0"]))
         )
         return BodyFraming(Framing.NONE, 0, close=suspicious)
     if request_method == b"CONNECT" and 200 <= status < 300:

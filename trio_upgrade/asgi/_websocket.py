@@ -165,8 +165,6 @@ class WebSocketCycle:
                 self._move(_State.CLOSED)
                 self._code, self._reason = int(exc.code), exc.reason
                 return {"type": "websocket.disconnect", "code": int(exc.code), "reason": exc.reason}
-            if self._observer is not None:
-                self._observer.message_received(_size(message))
             if type(message) is str:
                 return {"type": "websocket.receive", "text": message}
             return {"type": "websocket.receive", "bytes": message}
@@ -273,8 +271,6 @@ class WebSocketCycle:
             self._move(_State.CLOSED)
             self._code, self._reason = int(exc.code), exc.reason
             raise Disconnected(f"the WebSocket is closed ({exc.code})") from None
-        if self._observer is not None:
-            self._observer.message_sent(_size(payload))
 
     async def _accept(self, message: Message) -> None:
         request = self._request
@@ -339,13 +335,6 @@ class WebSocketCycle:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._move(_State.CLOSED)
             raise Disconnected("the client disconnected before the handshake answer") from None
-
-
-def _size(message: str | bytes) -> int:
-    """A message's payload size in bytes (UTF-8 for text; ASCII is one byte a character)."""
-    if type(message) is str:
-        return len(message) if message.isascii() else len(message.encode())
-    return len(message)
 
 
 def websocket_extensions(base: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,8 +9,7 @@ with the defaults, so the simplest handler is just a loop.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, final
 
@@ -101,7 +100,7 @@ class ServerWebSocket:
         # "pending" until accept() or reject(), then "accepted" or "rejected".
         self._state = "pending"
         # The server's observer (metrics; None: nothing counted), told of the
-        # session and of each message that passes through this object.
+        # session's start and end (the session counts its own messages).
         self._observer = observer
         # A rejection's status and size, for the access log.
         self._outcome: TakeoverOutcome | None = None
@@ -259,37 +258,24 @@ class ServerWebSocket:
     def receive(self) -> Awaitable[str | bytes]:
         """The next message (``await ws.receive()``), as on the session.
 
-        Once accepted, and with no observer counting messages, this is the
-        session's own coroutine: no frame of ours stays on the stack, for
-        hours, while an idle handler waits.
+        Once accepted, this is the session's own coroutine: no frame of ours
+        stays on the stack, for hours, while an idle handler waits.
         """
         session = self._session
-        if session is not None and self._observer is None:
+        if session is not None:
             return session.receive()
-        return self._receive()
+        return self._receive_first()
 
-    async def _receive(self) -> str | bytes:
-        message = await (self._session or await self._ensure()).receive()
-        if self._observer is not None:
-            self._observer.message_received(_size(message))
-        return message
+    async def _receive_first(self) -> str | bytes:
+        return await (await self._ensure()).receive()
 
     async def send(self, message: str | bytes | bytearray | memoryview) -> None:
         await (self._session or await self._ensure()).send(message)
-        if self._observer is not None:
-            self._observer.message_sent(_size(message))
 
     async def send_fragments(
         self, chunks: Iterable[str | bytes] | AsyncIterable[str | bytes]
     ) -> None:
-        session = self._session or await self._ensure()
-        observer = self._observer
-        if observer is None:
-            await session.send_fragments(chunks)
-            return
-        sizes = [0]
-        await session.send_fragments(_counted(chunks, sizes))
-        observer.message_sent(sizes[0])
+        await (self._session or await self._ensure()).send_fragments(chunks)
 
     def receive_chunks(self) -> MessageChunks:
         """Like :meth:`trio_upgrade.ws.WebSocket.receive_chunks` (after :meth:`accept`)."""
@@ -300,17 +286,11 @@ class ServerWebSocket:
 
     async def send_json(self, data: Any, *, binary: bool = False) -> None:
         """Send *data* as compact UTF-8 JSON (a text message; binary with *binary*)."""
-        if self._observer is None:
-            await (self._session or await self._ensure()).send_json(data, binary=binary)
-            return
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        await self.send(text.encode() if binary else text)
+        await (self._session or await self._ensure()).send_json(data, binary=binary)
 
     async def receive_json(self) -> Any:
         """The next message parsed as JSON (``ValueError`` if it is not JSON)."""
-        if self._observer is None:
-            return await (self._session or await self._ensure()).receive_json()
-        return json.loads(await self.receive())
+        return await (self._session or await self._ensure()).receive_json()
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         if self._session is None:
@@ -330,15 +310,12 @@ class ServerWebSocket:
         Once accepted, the session's own coroutine (see :meth:`receive`).
         """
         session = self._session
-        if session is not None and self._observer is None:
+        if session is not None:
             return session.__anext__()
-        return self._anext()
+        return self._anext_first()
 
-    async def _anext(self) -> str | bytes:
-        message = await (self._session or await self._ensure()).__anext__()
-        if self._observer is not None:
-            self._observer.message_received(_size(message))
-        return message
+    async def _anext_first(self) -> str | bytes:
+        return await (await self._ensure()).__anext__()
 
     @property
     def subprotocol(self) -> str | None:
@@ -376,27 +353,6 @@ class ServerWebSocket:
             self._observer.session_closed()
         code = session.close_code
         return TakeoverOutcome(101, close_code=1006 if code is None else code)
-
-
-def _size(message: str | bytes | bytearray | memoryview) -> int:
-    """A message's payload size in bytes (UTF-8 for text; ASCII is one byte a character)."""
-    if type(message) is str:
-        return len(message) if message.isascii() else len(message.encode())
-    return memoryview(message).nbytes if type(message) is memoryview else len(message)
-
-
-async def _counted(
-    chunks: Iterable[str | bytes] | AsyncIterable[str | bytes], total: list[int]
-) -> AsyncIterator[str | bytes]:
-    """*chunks* as they are, adding up their sizes in ``total[0]``."""
-    if isinstance(chunks, AsyncIterable):
-        async for chunk in chunks:
-            total[0] += _size(chunk)
-            yield chunk
-    else:
-        for chunk in chunks:
-            total[0] += _size(chunk)
-            yield chunk
 
 
 async def _collect(chunks: AsyncIterable[bytes]) -> bytes:

@@ -113,8 +113,8 @@ async def serve_websocket(
     logger (INFO) when it ends, as the HTTP server's access log does for an
     upgrade: ``127.0.0.1:5000 "GET /chat HTTP/1.1" 101 - 812.4ms close 1000``.
     An *observer* (:class:`~trio_upgrade.core.Observer`) is told of each
-    session (opened, closed, and as a request answered with 101); the
-    handler holds the session itself, so messages are not counted here.
+    session (opened, closed, and as a request answered with 101) and of each
+    message the handler receives or sends.
     """
     listeners = await open_listeners(*binds, ssl_context=ssl_context, unix_mode=unix_mode)
 
@@ -176,6 +176,7 @@ async def _serve_connection(
         extensions=accepted.extensions,
         config=config,
         client=False,
+        observer=observer,
     )
     # The rest of the handshake (the 101's headers, the extension offer, the
     # prefetched bytes) must not stay alive for the whole session.

@@ -50,7 +50,7 @@ from typing import Any, final
 import trio
 from wsproto.extensions import Extension
 
-from ..core import Shutdown, current_connection
+from ..core import Observer, Shutdown, current_connection
 from ._config import WebSocketConfig
 from ._errors import NORMAL_CLOSE_CODES, ConnectionClosed, closed_error
 from ._keeper import Drain, Keeper, start_keepalive, stop_keepalive, unwatch_drain, watch_drain
@@ -122,6 +122,7 @@ class WebSocket:
         "_keepalive_ping",
         "_keeper",
         "_nursery",
+        "_observer",
         "_ops",
         "_ops_mark",
         "_pending",
@@ -151,9 +152,13 @@ class WebSocket:
         extensions: Sequence[Extension],
         config: WebSocketConfig,
         client: bool,
+        observer: Observer | None = None,
     ) -> None:
         self._stream = stream
         self._config = config
+        # The server's observer (metrics; None: nothing counted), told of each
+        # message the application receives or sends.
+        self._observer = observer
         self.request = request
         """The opening handshake request (on a client: the one we sent)."""
         self.subprotocol = subprotocol
@@ -354,7 +359,9 @@ class WebSocket:
             await self._skip_partial()
         item = await self._next()
         if type(item) is Fragment:
-            return await self._gather(item)
+            item = await self._gather(item)
+        if self._observer is not None:
+            self._observer.message_received(message_size(item))
         return item
 
     async def _gather(self, item: Fragment) -> str | bytes:
@@ -391,7 +398,9 @@ class WebSocket:
                 await self._skip_partial()
             item = await self._next()
             if type(item) is Fragment:
-                return await self._gather(item)
+                item = await self._gather(item)
+            if self._observer is not None:
+                self._observer.message_received(message_size(item))
             return item
         except ConnectionClosed as exc:
             if exc.code in NORMAL_CLOSE_CODES:
@@ -422,6 +431,8 @@ class WebSocket:
         else:
             send_in = self._send_in or self._message_writer()
             self._pending += self._proto.send_message(message, send_in.send_nowait)
+        if self._observer is not None:
+            self._observer.message_sent(message_size(message))
         await self._sent()
 
     async def _sent(self) -> None:
@@ -480,9 +491,11 @@ class WebSocket:
         # carry FIN without an extra empty frame.
         previous: str | bytes | bytearray | memoryview | None = None
         sent_any = False
+        # The message's size, for the observer (metrics).
+        size = 0
 
         async def push(chunk: str | bytes | bytearray | memoryview) -> None:
-            nonlocal kind, previous, sent_any
+            nonlocal kind, previous, sent_any, size
             chunk_kind = str if isinstance(chunk, str) else bytes
             if kind is None:
                 kind = chunk_kind
@@ -492,6 +505,8 @@ class WebSocket:
                 await self._send_frame(previous, False)
                 sent_any = True
             previous = chunk
+            if self._observer is not None:
+                size += message_size(chunk)
 
         async with self._send_lock:
             try:
@@ -503,6 +518,8 @@ class WebSocket:
                         await push(chunk)
                 if previous is not None:
                     await self._send_frame(previous, True)
+                    if self._observer is not None:
+                        self._observer.message_sent(size)
             except BaseException:
                 if sent_any:
                     self._start_close(1011, "fragmented message interrupted")
@@ -1025,12 +1042,14 @@ class WebSocket:
 class MessageChunks:
     """Async iterator over the chunks of one message; see :meth:`WebSocket.receive_chunks`."""
 
-    __slots__ = ("_finished", "_started", "_ws")
+    __slots__ = ("_finished", "_size", "_started", "_ws")
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
         self._started = False
         self._finished = False
+        # Bytes of the message so far, for the session's observer.
+        self._size = 0
 
     def __aiter__(self) -> MessageChunks:
         return self
@@ -1047,9 +1066,16 @@ class MessageChunks:
         if type(item) is Fragment:
             ws._in_message = not item.last
             self._finished = item.last
-            return item.data
-        self._finished = True
-        return item
+            data = item.data
+        else:
+            self._finished = True
+            data = item
+        observer = ws._observer
+        if observer is not None:
+            self._size += message_size(data)
+            if self._finished:
+                observer.message_received(self._size)
+        return data
 
 
 @asynccontextmanager
@@ -1063,6 +1089,7 @@ async def open_session(
     extensions: Sequence[Extension],
     config: WebSocketConfig,
     shutdown: Shutdown | None,
+    observer: Observer | None = None,
 ) -> AsyncIterator[WebSocket]:
     """Run a session over *stream* for the duration of the block (both sides)."""
     ws = WebSocket(
@@ -1073,6 +1100,7 @@ async def open_session(
         extensions=extensions,
         config=config,
         client=client,
+        observer=observer,
     )
     error: BaseException | None = None
     async with trio.open_nursery() as nursery:
@@ -1155,6 +1183,8 @@ def websocket_session(
     closed. *nursery* must outlive the block.
     """
     conn = None if client else current_connection()
+    # The server's observer counts the session's messages (metrics).
+    observer = conn.observer if conn is not None else None
     if nursery is not None:
         ws = WebSocket(
             stream,
@@ -1164,6 +1194,7 @@ def websocket_session(
             extensions=extensions,
             config=config,
             client=client,
+            observer=observer,
         )
         return _SessionIn(ws, nursery, conn.shutdown if conn is not None else None)
     return open_session(
@@ -1175,4 +1206,12 @@ def websocket_session(
         extensions=extensions,
         config=config,
         shutdown=conn.shutdown if conn is not None else None,
+        observer=observer,
     )
+
+
+def message_size(message: str | bytes | bytearray | memoryview) -> int:
+    """A message's payload size in bytes (UTF-8 for text), as the observer counts it."""
+    if type(message) is str:
+        return len(message) if message.isascii() else len(message.encode())
+    return memoryview(message).nbytes if type(message) is memoryview else len(message)
