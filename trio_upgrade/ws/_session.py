@@ -812,10 +812,15 @@ class WebSocket:
                     return _End.HANDSHAKE_DONE
                 else:
                     assert isinstance(event, Violation)
-                    if delivered:
-                        # Messages that arrived before the violation were just
-                        # passed on: let the application answer them before our
-                        # Close goes out (two turns of the scheduler, no more).
+                    recv_in = self._recv_in
+                    if delivered or (
+                        recv_in is not None and recv_in.statistics().current_buffer_used
+                    ):
+                        # Messages that arrived before the violation (in this
+                        # read, or in an earlier one the application has not
+                        # taken yet) are passed on: let the application answer
+                        # them before our Close goes out (two turns of the
+                        # scheduler, no more).
                         await trio.lowlevel.checkpoint()
                         await trio.lowlevel.checkpoint()
                     self._fail(event.code, event.reason)
