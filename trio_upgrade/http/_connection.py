@@ -688,12 +688,8 @@ class _HTTPConnection:
             return False
         if self._timed:
             self._report(request, response.status, sent, started)
-        if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
-            body_source.owner = None
-            # The client may still be sending: closing now could reset the
-            # connection under the response we just sent.
-            await self._linger()
-            return False
+        if not proto.body_done:
+            return await self._finish_body(body_source)
         body_source.owner = None
         return True
 
@@ -762,12 +758,22 @@ class _HTTPConnection:
             return False
         if self._timed:
             self._report(request, writer.status, writer.sent, started)
-        if not proto.body_done and (not proto.keep_alive or not await self._drain(body_source)):
-            body_source.owner = None
-            await self._linger()
-            return False
+        if not proto.body_done:
+            return await self._finish_body(body_source)
         body_source.owner = None
         return True
+
+    async def _finish_body(self, body_source: _Body) -> bool:
+        """After a response to a request whose body the handler did not read
+        whole: drain it if the connection may be kept (whether it may)."""
+        if self.proto.keep_alive and await self._drain(body_source):
+            body_source.owner = None
+            return True
+        body_source.owner = None
+        # The client may still be sending: closing now could reset the
+        # connection under the response we just sent.
+        await self._linger()
+        return False
 
     async def _answer_direct_failure(
         self,
