@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, final
@@ -195,8 +195,11 @@ class ServerProcess:
         profile: str | None = None,
         start_timeout: float = 20.0,
         stop_timeout: float = 10.0,
+        cpus: set[int] | None = None,
     ) -> None:
         self.name = name
+        # CPUs the server may run on (sched_setaffinity); None = any.
+        self.cpus = cpus
         # Path for a cProfile dump of the whole server run (written when it
         # exits on SIGTERM); profiling slows the server, so not for figures.
         self.profile = profile
@@ -229,6 +232,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_pin_to(self.cpus),
         )
         deadline = time.monotonic() + self.start_timeout
         while True:
@@ -355,8 +359,36 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
+def _pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that keeps the child on ``cpus``; None when not pinning."""
+    if not cpus:
+        return None
+    wanted = set(cpus)
+
+    def pin() -> None:
+        os.sched_setaffinity(0, wanted)
+
+    return pin
+
+
+def pin_cpus(text: str | None) -> tuple[set[int], set[int]] | None:
+    """``--pin SERVER:LOAD`` (CPU numbers, e.g. ``0:1``) as two CPU sets; None for no pinning."""
+    if not text:
+        return None
+    try:
+        server, load = text.split(":")
+        return {int(c) for c in server.split("+")}, {int(c) for c in load.split("+")}
+    except ValueError:
+        raise SystemExit(f"--pin wants SERVER:LOAD CPU numbers such as 0:1, not {text!r}") from None
+
+
 def run_wrk(
-    url: str, *, threads: int = 1, connections: int = 50, duration: float = 5.0
+    url: str,
+    *,
+    threads: int = 1,
+    connections: int = 50,
+    duration: float = 5.0,
+    cpus: set[int] | None = None,
 ) -> WrkResult:
     """Run ``wrk`` against ``url`` (loopback only) and return its summary."""
     if not url.startswith(f"http://{HOST}:"):
@@ -367,7 +399,14 @@ def run_wrk(
     # wrk takes whole seconds only.
     seconds = max(1, round(duration))
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=False)
+    done = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=False,
+        preexec_fn=_pin_to(cpus),
+    )
     if done.returncode != 0:
         message = _last_line(done.stderr) or _last_line(done.stdout)
         raise RuntimeError(f"wrk failed ({done.returncode}): {message}")

@@ -60,6 +60,7 @@ from _harness import (
     machine_description,
     median,
     parse_csv_list,
+    pin_cpus,
     profile_path,
     raise_nofile_limit,
     ratio,
@@ -132,15 +133,20 @@ def measure(name: str, args: argparse.Namespace, log: RunLog) -> Sample:
     if name in PARSERS:
         # The server process inherits it.
         os.environ["TRIO_UPGRADE_HTTP_PARSER"] = PARSERS[name]
-    with ServerProcess(name, script, profile=profile) as server:
+    pins = pin_cpus(args.pin)
+    server_cpus, load_cpus = pins if pins else (None, None)
+    with ServerProcess(name, script, profile=profile, cpus=server_cpus) as server:
         verify(server.port)
         url = server.url()
+        load = {
+            "threads": args.threads,
+            "connections": args.connections,
+            "cpus": load_cpus,
+        }
         if args.warmup > 0:
-            run_wrk(url, threads=args.threads, connections=args.connections, duration=args.warmup)
+            run_wrk(url, duration=args.warmup, **load)
         cpu_before = server.cpu()
-        result = run_wrk(
-            url, threads=args.threads, connections=args.connections, duration=args.duration
-        )
+        result = run_wrk(url, duration=args.duration, **load)
         cpu = server.cpu() - cpu_before
         sample = Sample(
             requests=result.requests,
@@ -196,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds; medians reported (1)")
     parser.add_argument("--json", metavar="PATH", help="also write results as JSON (- = stdout)")
     parser.add_argument("--profile", metavar="DIR", help=PROFILE_HELP)
+    parser.add_argument(
+        "--pin",
+        metavar="SERVER:LOAD",
+        help="keep the server and wrk on separate CPUs, e.g. 0:1 (default: the OS places them)",
+    )
     args = parser.parse_args(argv)
     names = parse_csv_list(args.servers, list(SERVERS), "servers")
     log = RunLog()
@@ -268,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     notes = [
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, "
-        f"median of {args.repeat} round(s); {machine['cores']} cores ({machine['cpu']}), "
+        f"median of {args.repeat} round(s)"
+        + (f", server:wrk pinned to CPUs {args.pin}" if args.pin else "")
+        + f"; {machine['cores']} cores ({machine['cpu']}), "
         f"load average before {machine['loadavg_before'][0]:.2f}; code {machine['code']}.",
     ]
     verdicts = target_verdicts(rps, cpu_req)

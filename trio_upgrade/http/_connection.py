@@ -66,6 +66,7 @@ _wait_readable = trio.lowlevel.wait_readable
 _wait_writable = trio.lowlevel.wait_writable
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
+_checkpoint = trio.lowlevel.checkpoint
 
 
 def _deadline(timeout: float | None) -> float:
@@ -290,18 +291,30 @@ class _HTTPConnection:
                 if sock is None:
                     data = bytes(await self.stream.receive_some(config.read_size))
                 else:
-                    self._unchecked = False
-                    while True:
+                    got: bytes | None = None
+                    if self._unchecked:
+                        # The schedule point the last write skipped, then a
+                        # read without waiting: under load the client's next
+                        # request has come while the other connections took
+                        # their turn, and the wait (an epoll_ctl and trio's
+                        # bookkeeping) is not needed.
+                        self._unchecked = False
+                        await _checkpoint()
+                        try:
+                            got = os.read(sock.fileno(), config.read_size)
+                        except BlockingIOError:  # not contextlib.suppress: two calls a read
+                            got = None
+                    while got is None:
                         # A checkpoint, whether or not the bytes are there already.
                         await _wait_readable(sock)
+                        # The descriptor is read afresh each time: -1 once
+                        # closed (EBADF below), never a number reused by
+                        # another socket.
                         try:
-                            # The descriptor is read afresh each time: -1 once
-                            # closed (EBADF below), never a number reused by
-                            # another socket.
-                            data = os.read(sock.fileno(), config.read_size)
-                            break
-                        except BlockingIOError:
-                            continue
+                            got = os.read(sock.fileno(), config.read_size)
+                        except BlockingIOError:  # not contextlib.suppress: two calls a read
+                            got = None
+                    data = got
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             finally:
