@@ -40,9 +40,14 @@ async def test_text_and_binary_messages_keep_their_type() -> None:
 
 
 async def test_send_rejects_non_message_types() -> None:
-    async with session_pair() as (_, client):
+    async with session_pair() as (server, client):
         with pytest.raises(TypeError):
             await client.send(42)  # type: ignore[arg-type]
+        # Refused before anything was queued: no writer task was started for
+        # it, and the session still works.
+        assert client._send_in is None
+        await client.send("after")
+        assert await server.receive() == "after"
 
 
 async def test_async_for_ends_on_normal_close_and_records_code() -> None:

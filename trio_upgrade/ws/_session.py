@@ -426,10 +426,10 @@ class WebSocket:
         if lock is not None and lock.locked():
             # Another task is sending a fragmented message: wait for its end.
             async with lock:
-                send_in = self._send_in or self._message_writer()
+                send_in = self._send_in or self._message_writer(message)
                 self._pending += self._proto.send_message(message, send_in.send_nowait)
         else:
-            send_in = self._send_in or self._message_writer()
+            send_in = self._send_in or self._message_writer(message)
             self._pending += self._proto.send_message(message, send_in.send_nowait)
         if self._observer is not None:
             self._observer.message_sent(message_size(message))
@@ -444,10 +444,13 @@ class WebSocket:
         elif not self._ops & _SCHEDULE_MASK:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _message_writer(self) -> trio.MemorySendChannel[bytes]:
-        # The writer for a message about to be framed, unless nothing may be sent.
+    def _message_writer(self, message: object) -> trio.MemorySendChannel[bytes]:
+        # The writer for a message about to be framed, unless nothing may be
+        # sent, or the message is no message (no writer is started for it).
         if self._proto.state is not _OPEN:
             raise self._closed_error()
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"a message is str or bytes-like, not {type(message).__name__}")
         return self._start_writer()
 
     async def _send_frame(self, data: str | bytes | bytearray | memoryview, fin: bool) -> None:
