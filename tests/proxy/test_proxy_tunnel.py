@@ -25,7 +25,7 @@ from websockets.trio.client import connect
 from websockets.trio.server import ServerConnection
 from websockets.trio.server import serve as ws_serve
 
-from trio_upgrade.http import serve
+from trio_upgrade.http import HTTPConfig, serve
 from trio_upgrade.proxy import Proxy, ProxyConfig
 
 BIG_MESSAGE = 4 * 1024 * 1024
@@ -466,3 +466,43 @@ async def test_garbage_answer_to_an_upgrade_is_502(nursery: trio.Nursery, sock_d
             await stream.send_all(UPGRADE)
             data = await receive_until_eof(stream)
     assert data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+
+
+async def test_tunnels_and_refusals_reach_the_access_log(
+    ws_env: tuple[WSBackend, Proxy, str],
+    nursery: trio.Nursery,
+    sock_dir: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A front of its own with the access log on (the fixture's has it off).
+    _, proxy, _ = ws_env
+    front = await start_http(nursery, proxy, "127.0.0.1:0", HTTPConfig(access_log=True))
+    host, port = front.addresses[0]  # type: ignore[misc]
+    url = f"ws://{host}:{port}/ws"
+    with caplog.at_level(logging.INFO, logger="trio_upgrade.access"):
+        async with ws_connect(url + "/echo") as ws:
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+        with pytest.raises(InvalidStatus):
+            async with ws_connect(url + "/forbidden"):
+                pass
+        async with Proxy(f"unix:{sock_dir}/missing.sock") as gone:
+            dead = await start_http(nursery, gone, "127.0.0.1:0", HTTPConfig(access_log=True))
+            dead_host, dead_port = dead.addresses[0]  # type: ignore[misc]
+            with pytest.raises(InvalidStatus):
+                async with ws_connect(f"ws://{dead_host}:{dead_port}/x"):
+                    pass
+
+            def lines() -> list[str]:
+                return [r.getMessage() for r in caplog.records if r.name == "trio_upgrade.access"]
+
+            with trio.fail_after(30):  # a hang guard: each line is written as its tunnel ends
+                while len(lines()) < 3:
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.01)
+    tunnel, refused, failed = sorted(lines(), key=lambda line: line.split('"')[1])
+    # Each: the request line, the status, the body bytes relayed (none for a
+    # tunnel: what passes through it is the backend's protocol, not a body).
+    assert '"GET /ws/echo HTTP/1.1" 101 0 ' in tunnel
+    refusal, bad_gateway = b"no websocket for you\n", b"502 Bad Gateway\n"
+    assert f'"GET /ws/forbidden HTTP/1.1" 403 {len(refusal)} ' in refused
+    assert f'"GET /x HTTP/1.1" 502 {len(bad_gateway)} ' in failed

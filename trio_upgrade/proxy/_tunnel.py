@@ -20,7 +20,7 @@ from .._wire import (
     response_head,
     simple_response,
 )
-from ..http import Request
+from ..http import Request, TakeoverOutcome
 from ._backend import Backend
 from ._config import ProxyConfig
 from ._errors import BackendTimeout, BadBackendResponse, ProxyError
@@ -71,13 +71,18 @@ class Tunnel:
         # other is refused with 502 rather than tunnelled.
         self._offered = frozenset(p.partition(b"/")[0].strip() for p in offered)
 
-    async def take_over(self, stream: trio.abc.Stream, prefetched: bytes, request: Request) -> None:
+    async def take_over(
+        self, stream: trio.abc.Stream, prefetched: bytes, request: Request
+    ) -> TakeoverOutcome:
+        """Tunnel, or relay the refusal; return how the client was answered
+        (for the access log and metrics): 101 for a tunnel, else the status and
+        body bytes relayed, or the proxy's own 502/504."""
         pool = self._pool
         pool.open_tunnels += 1
         conn: BackendConnection | None = None
         try:
             conn = await pool.acquire(self._backend, fresh=True)
-            await self._run(conn, stream, prefetched)
+            return await self._run(conn, stream, prefetched)
         except ProxyError as exc:
             logger.warning(
                 "proxy: upgrade %s %s -> %s: %d, %s",
@@ -89,8 +94,10 @@ class Tunnel:
             )
             # Nothing was relayed yet (failures after that are handled where
             # they happen): the client gets an answer.
+            answer = simple_response(exc.status)
             with contextlib.suppress(*_STREAM_ERRORS):
-                await stream.send_all(simple_response(exc.status))
+                await stream.send_all(answer)
+            return TakeoverOutcome(exc.status, len(answer) - answer.index(b"\r\n\r\n") - 4)
         finally:
             pool.open_tunnels -= 1
             if conn is not None:
@@ -98,7 +105,7 @@ class Tunnel:
 
     async def _run(
         self, conn: BackendConnection, client: trio.abc.Stream, prefetched: bytes
-    ) -> None:
+    ) -> TakeoverOutcome:
         config = self._config
         h = conn.h11
         parts = [h.send(self._forwarded)]
@@ -115,8 +122,10 @@ class Tunnel:
             raise BackendTimeout(f"no response head within {config.response_timeout} s")
 
         if type(head) is h11.Response:
-            await _relay_refusal(conn, client, head, self._forwarded.method, config.read_timeout)
-            return
+            sent = await _relay_refusal(
+                conn, client, head, self._forwarded.method, config.read_timeout
+            )
+            return TakeoverOutcome(head.status_code, sent)
         # 101: the backend took the upgrade, to a protocol we offered.
         chosen = [p.partition(b"/")[0].strip() for p in list_tokens(head.headers, b"upgrade")]
         if not chosen or not set(chosen) <= self._offered:
@@ -133,8 +142,9 @@ class Tunnel:
         try:
             await client.send_all(out + bytes(trailing))
         except _STREAM_ERRORS:
-            return
+            return TakeoverOutcome(101)
         await pump(client, conn.stream, prefetched, config)
+        return TakeoverOutcome(101)
 
 
 async def _relay_refusal(
@@ -143,8 +153,9 @@ async def _relay_refusal(
     head: h11.Response,
     method: bytes,
     read_timeout: float | None,
-) -> None:
-    """Relay a non-101 answer to an upgrade request as a plain response, then close.
+) -> int:
+    """Relay a non-101 answer to an upgrade request as a plain response, then
+    close; return how many body bytes reached the client.
 
     The connection ends after it, so the body is framed once, as
     ``_wire.response_framing`` reads it: by its length when it has one, and
@@ -166,6 +177,9 @@ async def _relay_refusal(
         out = response_head(status, headers)
     except ValueError as exc:
         raise BadBackendResponse(f"{conn.backend} sent an invalid head: {exc}") from None
+    # Bytes of the head still in *out* (not body), and the body bytes sent.
+    head_left = len(out)
+    sent = 0
     try:
         while True:
             try:
@@ -180,17 +194,21 @@ async def _relay_refusal(
             if event is h11.NEED_DATA:
                 if out:
                     await client.send_all(out)
+                    sent += len(out) - head_left
+                    head_left = 0
                     out = b""
                 h.receive_data(await conn.receive(read_timeout))
                 continue
             if out:
                 await client.send_all(out)
-            return
+                sent += len(out) - head_left
+            return sent
     except _STREAM_ERRORS:
-        return
+        return sent
     except ProxyError as exc:
         # The head is out: closing the connection is all that is left to say.
         logger.warning("proxy: upgrade refused by %s, then: %s", conn.backend, exc.detail)
+        return sent
 
 
 async def pump(
