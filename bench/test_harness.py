@@ -23,6 +23,7 @@ from _harness import (
     ServerProcess,
     ServerUnavailable,
     cpu_seconds,
+    descendants,
     format_table,
     parse_csv_list,
     parse_proc_stat_cpu_ticks,
@@ -145,6 +146,57 @@ def test_minimal_http_server_answers_and_stops_cleanly_on_sigterm() -> None:
         http_hello.verify(server.port)
         assert server.cpu() >= 0
         assert server.rss() > 1024
+    assert server.stop() == 0
+
+
+def test_granian_answers_from_its_worker_process_and_stops_cleanly() -> None:
+    """granian serves from a forked worker: the harness must see it and stop it."""
+    pytest.importorskip("granian")
+    import http_hello
+
+    with ServerProcess("granian", "granian_http.py") as server:
+        http_hello.verify(server.port)
+        workers = descendants(server.pid)
+        assert workers
+    assert server.stop() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_cpu_and_rss_count_a_worker_process_the_server_forks(tmp_path: Path) -> None:
+    """Like granian's supervisor and worker: the work done in a child is the server's."""
+    script = _script(
+        tmp_path,
+        """
+        import argparse, signal, socket, subprocess, sys
+        WORKER = (
+            "import time, sys\\n"
+            "while time.process_time() < 0.5: pass\\n"
+            "held = b'x' * (64 * 1024 * 1024)\\n"
+            "print('ready', flush=True)\\n"
+            "sys.stdin.read()\\n"
+        )
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--port", type=int)
+        port = parser.parse_args().port
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        worker.stdout.readline()
+        def stop(*_):
+            worker.stdin.close()
+            worker.wait()
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        sock = socket.create_server(("127.0.0.1", port))
+        while True:
+            sock.accept()[0].close()
+        """,
+    )
+    with ServerProcess("forking", script) as server:
+        # The parent only waited; the worker burned >= 0.5 s of CPU and holds 64 MiB.
+        assert cpu_seconds(server.pid) >= 0.5
+        assert server.cpu() >= 0.5
+        assert server.rss() - rss_kib(server.pid) >= 64 * 1024
     assert server.stop() == 0
 
 
