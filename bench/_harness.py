@@ -608,7 +608,7 @@ class LineProcess:
     line to its stdin. Its stderr goes to a file, shown if it fails.
     """
 
-    def __init__(self, cmd: Sequence[str]) -> None:
+    def __init__(self, cmd: Sequence[str], *, cpus: set[int] | None = None) -> None:
         self._stderr = tempfile.TemporaryFile(prefix="bench-client-")  # noqa: SIM115 closed in close()
         self.proc = subprocess.Popen(
             list(cmd),
@@ -616,6 +616,7 @@ class LineProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
+            preexec_fn=_pin_to(cpus),  # CPUs it may run on; None = any
         )
         self._buffer = b""
 

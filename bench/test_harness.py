@@ -210,6 +210,27 @@ def test_ws_client_checks_every_echo_against_a_correct_server() -> None:
     assert sample.bytes == 6000
 
 
+def test_picows_echo_reassembles_fragments_keeps_text_text_and_answers_a_close() -> None:
+    pytest.importorskip("picows")
+    import ws_echo
+    from websockets.sync.client import connect
+
+    with ServerProcess("picows", "picows_echo.py") as server:
+        # The benchmark's own client: binary, one frame per message.
+        workload = ws_echo.Workload("t", connections=2, messages=10, size=3000, inflight=2)
+        assert ws_echo.run_echo(server, workload, timeout=60).messages == 20
+        with connect(server.url("ws"), compression=None) as ws:
+            ws.send(["frag", "mented ", "text"])  # one message in three frames
+            assert ws.recv(timeout=10) == "fragmented text"
+            ws.send([b"\x00" * 70_000, b"\x01"])
+            assert ws.recv(timeout=10) == b"\x00" * 70_000 + b"\x01"
+            ws.close(code=4321, reason="bye")
+        received = ws.protocol.close_rcvd  # the server's answer to our close
+        assert received is not None
+        assert (received.code, received.reason) == (4321, "bye")
+    assert server.stop() == 0
+
+
 def test_ws_client_fails_on_a_server_that_corrupts_replies(tmp_path: Path) -> None:
     """A broken echo (bytes reversed) must fail the run, never look fast."""
     import ws_echo
