@@ -9,12 +9,17 @@ The settings closest to "one core", the rest left at granian's defaults:
   ``--pin`` affinity is inherited by the child.
 - ``runtime_threads=1``: one Rust (tokio) thread doing the socket I/O and the
   HTTP parsing (granian's default).
-- ``blocking_threads=1``: one thread running the Python app on the event
-  loop; for ASGI granian refuses anything else.
+- ``blocking_threads=1``: one thread in granian's pool of Python-side
+  blocking threads; for ASGI granian refuses more than one (the default).
+  The app itself runs on the event loop in the worker's main thread.
 
-So the worker runs two busy threads, the Rust runtime thread and the Python
-loop: unpinned it can use more than one core, which is why its CPU per request
-and not its req/s is the figure to compare (``--pin`` puts both on one CPU).
+So the worker keeps three threads busy: under wrk pinned to one CPU,
+``top -H`` showed the main (event loop) thread at about 50% of it, the tokio
+thread about 25% and another Python thread about 10%. Unpinned it can use more than one core, and on
+a CPU shared with other work it gets a bigger share than a one-thread server:
+its CPU per request, not its req/s, is the figure to compare (``--pin`` puts
+all its threads on one CPU).
+
 The event loop is granian's ``auto`` choice (uvloop when installed, asyncio
 otherwise; the benchmark prints which). HTTP/1.1 only (``http="1"``), like
 every other server compared, instead of the default that also sniffs for
