@@ -10,7 +10,8 @@ The pieces:
 
 - :class:`ServerProcess` starts a server script, waits (bounded) until it
   accepts on loopback, reads its CPU seconds (utime + stime of the process and
-  its descendants) and RSS, and stops it with SIGTERM (SIGKILL after a bound).
+  its descendants) and RSS (of the same process tree), and stops it with
+  SIGTERM (SIGKILL after a bound).
   A script that cannot run because an import is missing exits with
   :data:`EXIT_UNAVAILABLE`; :meth:`ServerProcess.start` then raises
   :class:`ServerUnavailable` and the benchmark reports the row as unavailable.
@@ -57,6 +58,7 @@ __all__ = [
     "WrkResult",
     "code_version",
     "cpu_seconds",
+    "descendants",
     "format_table",
     "free_port",
     "median",
@@ -69,6 +71,7 @@ __all__ = [
     "machine_description",
     "ratio",
     "rss_kib",
+    "tree_rss_kib",
     "run_wrk",
     "write_json",
 ]
@@ -136,36 +139,44 @@ def _read_stat(pid: int) -> tuple[int, int, int] | None:
         return None
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` and its live descendants.
-
-    All threads of a process are included (``/proc/<pid>/stat`` sums them).
-    Resolution is one clock tick (usually 10 ms): measure workloads of seconds.
-    """
-    own = _read_stat(pid)
-    if own is None:
-        raise ServerFailed(f"process {pid} is gone")
-    total = own[1] + own[2]
-    # Servers here run in one process; descendants are counted in case a peer
-    # ever forks a worker, so its CPU is not silently missed.
+def descendants(pid: int) -> list[int]:
+    """The live descendants of ``pid`` (children, their children, ...), from ``/proc``."""
     children: dict[int, list[int]] = {}
-    ticks: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         stat = _read_stat(int(entry))
         if stat is not None:
             children.setdefault(stat[0], []).append(int(entry))
-            ticks[int(entry)] = stat[1] + stat[2]
+    found: list[int] = []
     todo = list(children.get(pid, []))
-    seen: set[int] = set()
     while todo:
         child = todo.pop()
-        if child in seen:
+        if child in found:
             continue
-        seen.add(child)
-        total += ticks.get(child, 0)
+        found.append(child)
         todo.extend(children.get(child, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by ``pid`` and its live descendants.
+
+    All threads of a process are included (``/proc/<pid>/stat`` sums them).
+    Resolution is one clock tick (usually 10 ms): measure workloads of seconds.
+    Most servers here run in one process; descendants are counted because some
+    peers (granian) serve from a worker process they fork, and its CPU is the
+    figure that matters. A descendant that exits between two readings takes
+    its CPU with it: every server here keeps its workers for its whole run.
+    """
+    own = _read_stat(pid)
+    if own is None:
+        raise ServerFailed(f"process {pid} is gone")
+    total = own[1] + own[2]
+    for child in descendants(pid):
+        stat = _read_stat(child)
+        if stat is not None:
+            total += stat[1] + stat[2]
     return total / _CLK_TCK
 
 
@@ -176,6 +187,15 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise ServerFailed(f"no VmRSS for process {pid}")
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of ``pid`` plus its live descendants' (pages a fork shares count in each)."""
+    total = rss_kib(pid)
+    for child in descendants(pid):
+        with contextlib.suppress(OSError, ServerFailed):
+            total += rss_kib(child)
+    return total
 
 
 @final
@@ -259,9 +279,10 @@ class ServerProcess:
         return cpu_seconds(self.pid)
 
     def rss(self) -> int:
-        """The server's resident set size in KiB."""
+        """The server's resident set size in KiB, its worker processes' included
+        (see :func:`tree_rss_kib`)."""
         self.check_alive()
-        return rss_kib(self.pid)
+        return tree_rss_kib(self.pid)
 
     def check_alive(self) -> None:
         assert self.proc is not None, "server not started"
@@ -587,7 +608,7 @@ class LineProcess:
     line to its stdin. Its stderr goes to a file, shown if it fails.
     """
 
-    def __init__(self, cmd: Sequence[str]) -> None:
+    def __init__(self, cmd: Sequence[str], *, cpus: set[int] | None = None) -> None:
         self._stderr = tempfile.TemporaryFile(prefix="bench-client-")  # noqa: SIM115 closed in close()
         self.proc = subprocess.Popen(
             list(cmd),
@@ -595,6 +616,7 @@ class LineProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
+            preexec_fn=_pin_to(cpus),  # CPUs it may run on; None = any
         )
         self._buffer = b""
 

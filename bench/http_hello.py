@@ -1,4 +1,4 @@
-"""HTTP hello-world: our server against the minimal trio + h11 loop, hypercorn (Trio) and uvicorn.
+"""HTTP hello-world: ours against a minimal trio + h11 loop, hypercorn, uvicorn and granian.
 
 Each server runs in its own process on 127.0.0.1 and answers ``GET /`` with
 "Hello, world!"; ``wrk`` drives it from another process. The server's CPU
@@ -18,7 +18,12 @@ request is the server's alone. Servers:
 - ``hypercorn``: hypercorn's Trio worker serving a tiny ASGI app;
 - ``uvicorn``: uvicorn with default settings serving the same ASGI app
   (httptools/uvloop if installed, as ``uvicorn[standard]`` installs them;
-  the output says which).
+  the output says which);
+- ``granian``: granian (HTTP in Rust, the app on a Python event loop) serving
+  the same ASGI app with one worker, one Rust runtime thread and one Python
+  thread (``bench/servers/granian_http.py`` says why), its event loop uvloop
+  when installed (the output says which). Its worker is a child process; the
+  CPU and RSS figures count the whole process tree.
 
 None of them writes an access log. Before measuring, each server is checked:
 two keep-alive requests to ``/`` must answer 200 "Hello, world!" and ``/nope``
@@ -76,6 +81,7 @@ SERVERS: dict[str, tuple[str, str]] = {
     "floor": ("raw_trio.py", "raw Trio loop, no parser (the floor)"),
     "hypercorn": ("hypercorn_trio.py", "hypercorn, Trio worker"),
     "uvicorn": ("uvicorn_http.py", "uvicorn"),
+    "granian": ("granian_http.py", "granian, 1 worker, 1 runtime thread"),
 }
 # The request parser each of our rows runs with (HTTPConfig's default reads it).
 PARSERS = {"ours": "auto", "ours-h11": "h11"}
@@ -190,6 +196,14 @@ def uvicorn_flavour() -> str:
     return f"{http} + {loop}"
 
 
+def granian_loop() -> str:
+    """The event loop granian's ``auto`` picks (rloop, then uvloop, then asyncio)."""
+    for loop in ("rloop", "uvloop"):
+        if importlib.util.find_spec(loop):
+            return loop
+    return "asyncio"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", default="all", help=f"comma list of {', '.join(SERVERS)}")
@@ -242,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         label = SERVERS[name][1]
         if name == "uvicorn":
             label += f" ({uvicorn_flavour()})"
+        elif name == "granian":
+            label += f" ({granian_loop()})"
         elif name in PARSERS:
             label += f" ({parser_label(name)})"
         runs = samples[name]

@@ -23,6 +23,7 @@ from _harness import (
     ServerProcess,
     ServerUnavailable,
     cpu_seconds,
+    descendants,
     format_table,
     parse_csv_list,
     parse_proc_stat_cpu_ticks,
@@ -148,6 +149,57 @@ def test_minimal_http_server_answers_and_stops_cleanly_on_sigterm() -> None:
     assert server.stop() == 0
 
 
+def test_granian_answers_from_its_worker_process_and_stops_cleanly() -> None:
+    """granian serves from a forked worker: the harness must see it and stop it."""
+    pytest.importorskip("granian")
+    import http_hello
+
+    with ServerProcess("granian", "granian_http.py") as server:
+        http_hello.verify(server.port)
+        workers = descendants(server.pid)
+        assert workers
+    assert server.stop() == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_cpu_and_rss_count_a_worker_process_the_server_forks(tmp_path: Path) -> None:
+    """Like granian's supervisor and worker: the work done in a child is the server's."""
+    script = _script(
+        tmp_path,
+        """
+        import argparse, signal, socket, subprocess, sys
+        WORKER = (
+            "import time, sys\\n"
+            "while time.process_time() < 0.5: pass\\n"
+            "held = b'x' * (64 * 1024 * 1024)\\n"
+            "print('ready', flush=True)\\n"
+            "sys.stdin.read()\\n"
+        )
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--port", type=int)
+        port = parser.parse_args().port
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        worker.stdout.readline()
+        def stop(*_):
+            worker.stdin.close()
+            worker.wait()
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        sock = socket.create_server(("127.0.0.1", port))
+        while True:
+            sock.accept()[0].close()
+        """,
+    )
+    with ServerProcess("forking", script) as server:
+        # The parent only waited; the worker burned >= 0.5 s of CPU and holds 64 MiB.
+        assert cpu_seconds(server.pid) >= 0.5
+        assert server.cpu() >= 0.5
+        assert server.rss() - rss_kib(server.pid) >= 64 * 1024
+    assert server.stop() == 0
+
+
 def test_ws_client_checks_every_echo_against_a_correct_server() -> None:
     import ws_echo
 
@@ -156,6 +208,27 @@ def test_ws_client_checks_every_echo_against_a_correct_server() -> None:
         sample = ws_echo.run_echo(server, workload, timeout=60)
     assert sample.messages == 60
     assert sample.bytes == 6000
+
+
+def test_picows_echo_reassembles_fragments_keeps_text_text_and_answers_a_close() -> None:
+    pytest.importorskip("picows")
+    import ws_echo
+    from websockets.sync.client import connect
+
+    with ServerProcess("picows", "picows_echo.py") as server:
+        # The benchmark's own client: binary, one frame per message.
+        workload = ws_echo.Workload("t", connections=2, messages=10, size=3000, inflight=2)
+        assert ws_echo.run_echo(server, workload, timeout=60).messages == 20
+        with connect(server.url("ws"), compression=None) as ws:
+            ws.send(["frag", "mented ", "text"])  # one message in three frames
+            assert ws.recv(timeout=10) == "fragmented text"
+            ws.send([b"\x00" * 70_000, b"\x01"])
+            assert ws.recv(timeout=10) == b"\x00" * 70_000 + b"\x01"
+            ws.close(code=4321, reason="bye")
+        received = ws.protocol.close_rcvd  # the server's answer to our close
+        assert received is not None
+        assert (received.code, received.reason) == (4321, "bye")
+    assert server.stop() == 0
 
 
 def test_ws_client_fails_on_a_server_that_corrupts_replies(tmp_path: Path) -> None:

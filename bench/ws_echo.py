@@ -16,7 +16,11 @@ server's CPU comes from ``/proc/<pid>/stat`` around the measured phase only
 - ``minimal``: a bare trio + wsproto loop, the ceiling (``min_wsproto.py``);
 - ``trio-websocket``, ``websockets-trio`` (``websockets.trio``, >= 17),
   ``hypercorn`` (Trio worker, ASGI echo app);
-- ``websockets-asyncio``: websockets' asyncio server, a reference row.
+- ``websockets-asyncio``: websockets' asyncio server, a reference row;
+- ``picows``: an echo written on picows' server API (C-accelerated frame
+  callbacks, ``picows_echo.py``) on uvloop when installed, asyncio otherwise
+  (the output says which): the fastest Python WebSocket server we know of, a
+  reference row; no permessage-deflate, so uncompressed workloads only.
 
 Workloads (binary messages):
 
@@ -42,7 +46,8 @@ iteration; ``--idle-connections`` changes the 3000. ``--profile DIR`` runs the
 servers under cProfile and leaves ``<server>-<workload>.prof`` files in DIR
 (``python -m pstats``; profiled figures are only good for finding hot spots).
 ``--repeat N`` runs the servers round-robin N times per workload and reports
-medians. Targets (from the
+medians. ``--pin SERVER:LOAD`` (e.g. ``0:1``) keeps the server on one CPU and
+the client on another. Targets (from the
 WebSocket issue): small messages <= 1.15x the minimal loop's CPU; large
 messages at or below websockets.trio's CPU; <= 12 KiB per idle connection;
 compressed messages at or below websockets.trio's CPU.
@@ -51,6 +56,7 @@ compressed messages at or below websockets.trio's CPU.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -69,6 +75,7 @@ from _harness import (
     machine_description,
     median,
     parse_csv_list,
+    pin_cpus,
     profile_path,
     raise_nofile_limit,
     ratio,
@@ -84,6 +91,7 @@ SERVERS: dict[str, tuple[str, str]] = {
     "websockets-trio": ("websockets_trio_echo.py", "websockets.trio"),
     "hypercorn": ("hypercorn_trio.py", "hypercorn, Trio worker (ASGI)"),
     "websockets-asyncio": ("websockets_asyncio_echo.py", "websockets asyncio (reference)"),
+    "picows": ("picows_echo.py", "picows server API, reference"),
 }
 CLIENT = BENCH_DIR / "_ws_client.py"
 DEFLATE_CLIENT = BENCH_DIR / "_ws_deflate_client.py"
@@ -192,8 +200,10 @@ def client_cmd(url: str, w: Workload, timeout: float) -> list[str]:
     ]
 
 
-def run_echo(server: ServerProcess, w: Workload, timeout: float) -> EchoSample:
-    with LineProcess(client_cmd(server.url("ws"), w, timeout)) as client:
+def run_echo(
+    server: ServerProcess, w: Workload, timeout: float, cpus: set[int] | None = None
+) -> EchoSample:
+    with LineProcess(client_cmd(server.url("ws"), w, timeout), cpus=cpus) as client:
         client.event(timeout)  # connected: handshakes are not part of this workload
         cpu_before = server.cpu()
         client_before = cpu_seconds(client.pid)
@@ -207,11 +217,13 @@ def run_echo(server: ServerProcess, w: Workload, timeout: float) -> EchoSample:
     return EchoSample(cpu, done["seconds"], done["messages"], done["bytes"], client_cpu)
 
 
-def run_idle(server: ServerProcess, w: Workload, timeout: float) -> IdleSample:
+def run_idle(
+    server: ServerProcess, w: Workload, timeout: float, cpus: set[int] | None = None
+) -> IdleSample:
     time.sleep(0.3)  # let the warm-up connections' memory settle
     rss_before = server.rss()
     cpu_before = server.cpu()
-    with LineProcess(client_cmd(server.url("ws"), w, timeout)) as client:
+    with LineProcess(client_cmd(server.url("ws"), w, timeout), cpus=cpus) as client:
         opened = client.event(timeout)
         cpu = server.cpu() - cpu_before
         time.sleep(0.5)  # work the server does just after the handshakes
@@ -226,9 +238,12 @@ def measure(
 ) -> EchoSample | IdleSample:
     script, _ = SERVERS[name]
     profile = profile_path(args.profile, name, w.name)
-    with ServerProcess(name, script, profile=profile) as server:
-        run_echo(server, replace(WARMUP, deflate=w.deflate), args.timeout)
-        sample = run_idle(server, w, args.timeout) if w.idle else run_echo(server, w, args.timeout)
+    pins = pin_cpus(args.pin)
+    server_cpus, load_cpus = pins if pins else (None, None)
+    with ServerProcess(name, script, profile=profile, cpus=server_cpus) as server:
+        run_echo(server, replace(WARMUP, deflate=w.deflate), args.timeout, load_cpus)
+        run = run_idle if w.idle else run_echo
+        sample = run(server, w, args.timeout, load_cpus)
         server.check_alive()
     if isinstance(sample, IdleSample):
         log(
@@ -260,6 +275,14 @@ def describe(w: Workload) -> str:
     )
 
 
+def label(name: str) -> str:
+    """A row's description; picows' says which event loop it ran on."""
+    what = SERVERS[name][1]
+    if name == "picows":
+        what += " (uvloop)" if importlib.util.find_spec("uvloop") else " (asyncio)"
+    return what
+
+
 def echo_table(
     w: Workload, names: list[str], samples: dict[str, list[EchoSample]], status: dict[str, str]
 ) -> tuple[str, dict[str, float], list[str]]:
@@ -269,14 +292,14 @@ def echo_table(
     rows: list[list[object]] = []
     for name in names:
         if name not in cpu:
-            rows.append([name, SERVERS[name][1], *([None] * 8), status.get(name, "")])
+            rows.append([name, label(name), *([None] * 8), status.get(name, "")])
             continue
         runs = samples[name]
         n_msgs = runs[0].messages
         rows.append(
             [
                 name,
-                SERVERS[name][1],
+                label(name),
                 cpu[name],
                 ratio(cpu[name], cpu.get("minimal")),
                 ratio(cpu[name], cpu.get("websockets-trio")),
@@ -344,12 +367,12 @@ def idle_table(
     for name in names:
         runs = samples[name]
         if not runs:
-            rows.append([name, SERVERS[name][1], *([None] * 6), status.get(name, "")])
+            rows.append([name, label(name), *([None] * 6), status.get(name, "")])
             continue
         rows.append(
             [
                 name,
-                SERVERS[name][1],
+                label(name),
                 per_conn[name],
                 ratio(per_conn[name], per_conn.get("minimal")),
                 median(s.handshakes_per_second for s in runs),
@@ -396,7 +419,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="per client phase, s")
     parser.add_argument("--json", metavar="PATH", help="also write results as JSON (- = stdout)")
     parser.add_argument("--profile", metavar="DIR", help=PROFILE_HELP)
+    parser.add_argument(
+        "--pin",
+        metavar="SERVER:LOAD",
+        help="keep the server and the client on separate CPUs, e.g. 0:1 (default: the OS decides)",
+    )
     args = parser.parse_args(argv)
+    pin_cpus(args.pin)  # a malformed --pin fails here, before any server starts
     names = parse_csv_list(args.servers, list(SERVERS), "servers")
     workloads = [
         scaled(WORKLOADS[w], args)
@@ -451,8 +480,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     print(
         f"{machine['cores']} cores ({machine['cpu']}), load average before "
-        f"{machine['loadavg_before'][0]:.2f}; median of {args.repeat} round(s); "
-        f"code {machine['code']}.",
+        f"{machine['loadavg_before'][0]:.2f}; median of {args.repeat} round(s)"
+        + (f", server:client pinned to CPUs {args.pin}" if args.pin else "")
+        + f"; code {machine['code']}.",
         file=out,
     )
     if args.json:
