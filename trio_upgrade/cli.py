@@ -325,8 +325,8 @@ async def _retire_on_signal(server: Server, *, task_status: trio.TaskStatus[None
         task_status.started()
         async for _ in signals:
             logger.info(
-                "replaced: shutting down (grace period %.1f s), idle connections served "
-                "their next request",
+                "replaced: shutting down (grace period %.1f s); an idle connection "
+                "closes after its next request",
                 server.grace_period,
             )
             await server.aclose(close_idle=False)
