@@ -38,6 +38,7 @@ from ._cli import (
     FDS_ENV,
     LIFELINE_ENV,
     READY_ENV,
+    RETIRE_SIGNAL,
     CLIError,
     PrometheusObserver,
     Resolved,
@@ -283,6 +284,9 @@ async def _serve(s: Resolved, app: Any, binds: list[str], fds: list[int], worker
 
             await nursery.start(serve_then_stop)
             if worker:
+                # Before the supervisor hears that this worker is ready, and
+                # so may ask it to retire.
+                await nursery.start(_retire_on_signal, server)
                 _notify_ready()
                 lifeline = os.environ.get(LIFELINE_ENV)
                 if lifeline is not None:
@@ -312,6 +316,21 @@ def _notify_ready() -> None:
         fd = int(ready)
         os.write(fd, b"1")
         os.close(fd)
+
+
+async def _retire_on_signal(server: Server, *, task_status: trio.TaskStatus[None]) -> None:
+    """Drain on RETIRE_SIGNAL, keeping idle connections (the supervisor
+    replaces this worker; see trio_upgrade._cli._workers)."""
+    with trio.open_signal_receiver(RETIRE_SIGNAL) as signals:
+        task_status.started()
+        async for _ in signals:
+            logger.info(
+                "replaced: shutting down (grace period %.1f s); an idle connection "
+                "closes after its next request",
+                server.grace_period,
+            )
+            await server.aclose(close_idle=False)
+            return
 
 
 async def _watch_lifeline(fd: int, server: Any) -> None:

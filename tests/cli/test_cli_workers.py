@@ -119,6 +119,26 @@ def test_sighup_replaces_workers_without_a_failed_request(demo_dir: Path) -> Non
             assert _gone(int(pid))
 
 
+def test_a_replaced_worker_answers_the_next_request_of_an_idle_connection(
+    demo_dir: Path,
+) -> None:
+    """On SIGHUP the old worker keeps an idle keep-alive connection through its
+    drain: the next request on it, however late, is answered with ``Connection:
+    close`` instead of meeting a close that could cross it."""
+    with running(["serve", "demo:app", "-b", "127.0.0.1:0", "-w", "2"], demo_dir) as server:
+        server.wait_for_log("2 workers ready")
+        with httpx.Client(timeout=10) as client:
+            pid = client.get(server.url).text
+            server.proc.send_signal(signal.SIGHUP)
+            server.wait_for_log(rf" {pid} INFO trio_upgrade\.cli: replaced")
+            time.sleep(0.5)  # far past the 50 ms that a closing drain waits
+            response = client.get(server.url)
+            assert response.text == pid
+            assert response.headers["connection"] == "close"
+        server.wait_for_log("workers replaced")
+        assert _gone(int(pid))
+
+
 def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_status(
     demo_dir: Path,
 ) -> None:

@@ -11,6 +11,7 @@ import logging
 import math
 import ssl
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -735,3 +736,48 @@ async def test_a_forgotten_scope_is_not_cancelled_by_a_later_drain() -> None:
     shutdown.forget(scope)  # forgetting twice is harmless
     shutdown.begin()
     assert not scope.cancel_called
+
+
+async def test_a_drain_that_keeps_idle_connections_cancels_no_idle_scope_until_told() -> None:
+    shutdown = Shutdown()
+    before = trio.CancelScope()
+    shutdown.cancel_on_drain(before)
+    shutdown.begin(close_idle=False)
+    after = trio.CancelScope()
+    shutdown.cancel_on_drain(after)
+    assert shutdown.draining and not shutdown.closing_idle
+    assert not before.cancel_called and not after.cancel_called
+    shutdown.begin()
+    assert shutdown.closing_idle
+    assert before.cancel_called and after.cancel_called
+
+
+async def test_aclose_keeping_idle_connections_lets_them_work_until_a_plain_aclose(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A rolling restart's drain: the listener closes and busy connections are
+    told, but an idle one stays usable, until ``aclose()`` closes it after all."""
+    listener = MemoryListener()
+    seen: list[tuple[bool, bool]] = []
+
+    async def keep_alive(conn: Connection) -> None:
+        while True:
+            with conn.shutdown.idle() as idle:
+                data = await conn.stream.receive_some()
+            if idle.cancelled_caught or not data:
+                return
+            seen.append((conn.shutdown.draining, conn.shutdown.closing_idle))
+            await conn.stream.send_all(b"ok")
+
+    async with trio.open_nursery() as nursery:
+        running = await _serve(nursery, keep_alive, [listener], grace_period=math.inf)
+        client = await listener.connect()
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(partial(running.server.aclose, close_idle=False))
+        await trio.testing.wait_all_tasks_blocked()
+        assert listener.closed
+        await client.send_all(b"request")
+        assert await receive_exactly(client, 2) == b"ok"
+        await running.server.aclose()
+        assert await receive_until_eof(client) == b""
+    assert seen == [(True, False)]

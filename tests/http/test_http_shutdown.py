@@ -159,3 +159,106 @@ async def test_tight_keep_alive_loops_lose_no_request_when_the_server_shuts_down
     assert sum(outcomes.values()) == clients
     assert not [o for o in outcomes if o.startswith("lost")], outcomes
     assert received == len(handled), outcomes
+
+
+# A drain that keeps idle connections (a rolling restart: another process
+# accepts on the same sockets) ------------------------------------------------
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["new connection", "keep-alive"])
+async def test_a_drain_keeping_idle_connections_answers_their_next_request_with_close(
+    autojump_clock: MockClock, first: bool
+) -> None:
+    """However long after the drain the request comes (within the connection's
+    timeout), it is answered, with ``Connection: close``: the client never
+    meets a close racing the request it is sending."""
+    shutdown = Shutdown()
+    config = HTTPConfig(keepalive_timeout=30, header_timeout=30)
+    async with open_memory_connection(make_app(), config, shutdown=shutdown) as client:
+        if not first:
+            response = await client.request("GET", "/")
+            assert response.headers.get_tokens("connection") == []
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin(close_idle=False)
+        await trio.sleep(10)  # far past the 50 ms a closing drain waits
+        response = await client.request("GET", "/")
+        assert response.status == 200 and response.body == b"hello"
+        assert response.headers.get_tokens("connection") == ["close"]
+        await client.assert_closed()
+
+
+async def test_a_drain_keeping_idle_connections_still_ends_one_at_its_keepalive_timeout(
+    autojump_clock: MockClock,
+) -> None:
+    shutdown = Shutdown()
+    config = HTTPConfig(keepalive_timeout=30, header_timeout=1000)
+    async with open_memory_connection(make_app(), config, shutdown=shutdown) as client:
+        await client.request("GET", "/")
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin(close_idle=False)
+        await client.assert_closed()
+        assert trio.current_time() >= 30
+
+
+async def test_a_drain_keeping_idle_connections_closes_them_when_told_to_after_all(
+    autojump_clock: MockClock,
+) -> None:
+    """``begin()`` after ``begin(close_idle=False)`` (SIGTERM while a replaced
+    worker drains) closes the idle connection before its keep-alive timeout."""
+    shutdown = Shutdown()
+    config = HTTPConfig(keepalive_timeout=1000, header_timeout=1000)
+    async with open_memory_connection(make_app(), config, shutdown=shutdown) as client:
+        await client.request("GET", "/")
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin(close_idle=False)
+        await trio.testing.wait_all_tasks_blocked()
+        shutdown.begin()
+        await client.assert_closed()
+        assert trio.current_time() < 1000
+
+
+async def test_loopback_clients_that_pause_lose_no_request_to_a_drain_keeping_idle_ones() -> None:
+    """Over real sockets (the loop's own socket path): each client sends its
+    next request only once the drain has begun, and well after it; every one
+    of them gets its answer, with ``Connection: close``, and then the end of
+    the stream. A closing drain would have closed them all first."""
+    clients = 5
+    handled: list[int] = []
+    outcomes: Counter[str] = Counter()
+    ready = 0
+    all_ready = trio.Event()
+
+    async def client(host: str, port: int, server: Server) -> None:
+        nonlocal ready
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            reader = ResponseReader(stream)
+            await stream.send_all(REQUEST)
+            first = await reader.read_response()
+            assert first.headers.get_tokens("connection") == []
+            ready += 1
+            if ready == clients:
+                all_ready.set()
+            await server.shutdown.wait()
+            await trio.sleep(0.2)  # past the probe a closing drain would make
+            await stream.send_all(REQUEST)
+            response = await reader.read_response()
+            assert response.status == 200 and response.body == b"hello"
+            outcomes["|".join(response.headers.get_tokens("connection"))] += 1
+            assert await reader.at_eof()
+
+    async with trio.open_nursery() as nursery:
+        server: Server = await nursery.start(
+            lambda task_status: serve(
+                make_app(handled), "127.0.0.1:0", grace_period=30, task_status=task_status
+            )
+        )
+        address = server.addresses[0]
+        assert isinstance(address, tuple)
+        async with trio.open_nursery() as loops:
+            for _ in range(clients):
+                loops.start_soon(client, *address, server)
+            await all_ready.wait()
+            await server.aclose(close_idle=False)
+    assert outcomes == {"close": clients}
+    assert len(handled) == 2 * clients

@@ -13,13 +13,14 @@ from ._logconfig import load_log_config
 from ._metrics import PrometheusObserver, metrics_app, require_prometheus
 from ._settings import OPTIONS, CLIError, Option, Resolved, add_arguments, resolve
 from ._sockets import fd_listener, fd_listeners, parse_fd_bind, systemd_fds
-from ._workers import FDS_ENV, LIFELINE_ENV, READY_ENV, Supervisor
+from ._workers import FDS_ENV, LIFELINE_ENV, READY_ENV, RETIRE_SIGNAL, Supervisor
 
 __all__ = [
     "FDS_ENV",
     "LIFELINE_ENV",
     "OPTIONS",
     "READY_ENV",
+    "RETIRE_SIGNAL",
     "CLIError",
     "JSONAccessFormatter",
     "Option",

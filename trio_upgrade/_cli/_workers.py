@@ -14,7 +14,14 @@ Two pipes tie a worker to the parent:
 
 Signals: SIGTERM and SIGINT drain every worker (a second one stops them at
 once); SIGHUP replaces the workers one by one, each new worker accepting
-before the old one is asked to drain, so no connection meets a closed socket.
+before the old one is asked to retire, so no connection meets a closed socket.
+A worker retires on :data:`RETIRE_SIGNAL`: it drains as on SIGTERM but keeps
+its idle connections (keep-alive ones between requests, new ones before their
+first request) until the client sends the next request, answered with
+``Connection: close``, or their timeout ends them: closing an idle
+connection races the request its client may be sending at that moment, which
+the client would see fail, while the new worker is there to serve its next
+connection.
 A worker that dies is replaced, after a delay that doubles (up to
 :data:`MAX_BACKOFF`) while workers keep dying young.
 """
@@ -30,13 +37,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import trio
 
-__all__ = ["FDS_ENV", "LIFELINE_ENV", "READY_ENV", "Supervisor"]
+__all__ = ["FDS_ENV", "LIFELINE_ENV", "READY_ENV", "RETIRE_SIGNAL", "Supervisor"]
 
 logger = logging.getLogger("trio_upgrade.cli")
 
 FDS_ENV = "TRIO_UPGRADE_WORKER_FDS"
 READY_ENV = "TRIO_UPGRADE_WORKER_READY_FD"
 LIFELINE_ENV = "TRIO_UPGRADE_WORKER_LIFELINE_FD"
+
+# Sent by the supervisor to a worker it replaces (SIGHUP): drain, keeping idle connections.
+RETIRE_SIGNAL = signal.SIGUSR1
 
 MIN_BACKOFF = 0.1
 MAX_BACKOFF = 10.0
@@ -160,7 +170,9 @@ class Supervisor:
         if self.stopping or worker.retiring:
             logger.info("worker %d exited (%s)", worker.pid, _describe(code))
             # Killed by the signal we sent before it could catch it: still starting.
-            clean = code in (0, -signal.SIGTERM, -signal.SIGINT) and (code == 0 or not worker.ready)
+            clean = code in (0, -signal.SIGTERM, -signal.SIGINT, -RETIRE_SIGNAL) and (
+                code == 0 or not worker.ready
+            )
             if not clean and self.stopping and self.status == 0:
                 self.status = 1
         elif worker.ready or worker.replacement:
@@ -209,7 +221,7 @@ class Supervisor:
         self._nursery.start_soon(self._reload)
 
     async def _reload(self) -> None:
-        """Start a worker, wait until it accepts, then drain one old worker; repeat
+        """Start a worker, wait until it accepts, then retire one old worker; repeat
         until there are ``count`` new workers (fewer old ones are fine: after a
         failed start under --reload there may be none)."""
         try:
@@ -226,7 +238,7 @@ class Supervisor:
                     retired = old.pop()
                     retired.retiring = True
                     if retired.process.returncode is None:
-                        retired.process.send_signal(signal.SIGTERM)
+                        retired.process.send_signal(RETIRE_SIGNAL)
                     await retired.exited.wait()
             logger.info("workers replaced")
         finally:

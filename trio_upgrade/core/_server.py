@@ -6,7 +6,8 @@ or cancelling the scope around :meth:`Server.serve`):
 1. stop accepting: the listeners are closed;
 2. drain: :attr:`Shutdown.draining` becomes true. Connections waiting in
    :meth:`Shutdown.idle` (an HTTP keep-alive connection between requests)
-   are cancelled at once; busy ones are expected to finish what they are doing
+   are cancelled at once, unless the drain keeps them (``aclose(close_idle=False)``,
+   for a rolling restart); busy ones are expected to finish what they are doing
    and close (HTTP answers the request in flight with ``Connection: close``;
    a WebSocket session closes with 1001);
 3. after the grace period, whatever is still running is cancelled.
@@ -72,11 +73,14 @@ class Shutdown:
     a graceful shutdown.
     """
 
-    __slots__ = ("_event", "_idle_scopes")
+    __slots__ = ("_closing_idle", "_event", "_idle_scopes")
 
     def __init__(self) -> None:
         self._event = trio.Event()
-        # Cancel scopes of connections that are idle right now; cancelled on begin().
+        # True once idle connections are to be closed (begin() without close_idle=False).
+        self._closing_idle = False
+        # Cancel scopes of connections that are idle right now; cancelled once
+        # closing_idle is set.
         self._idle_scopes: set[trio.CancelScope] = set()
 
     @property
@@ -84,26 +88,41 @@ class Shutdown:
         """True once graceful shutdown has begun."""
         return self._event.is_set()
 
+    @property
+    def closing_idle(self) -> bool:
+        """True once the drain closes idle connections (see :meth:`begin`)."""
+        return self._closing_idle
+
     async def wait(self) -> None:
         """Return when graceful shutdown begins."""
         await self._event.wait()
 
-    def begin(self) -> None:
-        """Start draining: cancel idle connections, tell busy ones to finish. Idempotent."""
-        if self._event.is_set():
-            return
+    def begin(self, *, close_idle: bool = True) -> None:
+        """Start draining: tell busy connections to finish, and cancel idle ones. Idempotent.
+
+        With ``close_idle=False`` idle connections are left alone: each ends
+        at its own timeout, or serves its next request as a busy one (HTTP:
+        answered with ``Connection: close``). That is for a hand-over, where
+        another process accepts on the same sockets (a rolling restart): only
+        the client can close an idle connection without a race against the
+        request it may be sending at that moment. A later ``begin()`` closes
+        them after all.
+        """
         self._event.set()
+        if not close_idle or self._closing_idle:
+            return
+        self._closing_idle = True
         for scope in self._idle_scopes:
             scope.cancel()
         self._idle_scopes.clear()
 
     def cancel_on_drain(self, scope: trio.CancelScope) -> None:
-        """Cancel *scope* when draining begins (at once if it has begun).
+        """Cancel *scope* when the drain closes idle connections (at once if it does).
 
         The allocation-free form of :meth:`idle` for hot paths; pair it with
         :meth:`forget` when the scope is exited.
         """
-        if self._event.is_set():
+        if self._closing_idle:
             scope.cancel()
         else:
             self._idle_scopes.add(scope)
@@ -114,7 +133,8 @@ class Shutdown:
 
     @contextmanager
     def idle(self) -> Iterator[trio.CancelScope]:
-        """A cancel scope for waiting while idle: cancelled as soon as draining begins.
+        """A cancel scope for waiting while idle: cancelled as soon as the drain
+        closes idle connections (when draining begins, unless it keeps them).
 
         Check ``scope.cancelled_caught`` afterwards to tell a drain from other outcomes.
         """
@@ -389,6 +409,8 @@ class Server:
         self._conn_deadline = math.inf
         # Set by cancel_connections(); connections starting later are cancelled too.
         self._cancel_all = False
+        # Whether the drain closes idle connections (aclose(close_idle=False) clears it).
+        self._close_idle = True
         # The service nursery (Connection.services), while serving.
         self._services: trio.Nursery | None = None
 
@@ -441,13 +463,23 @@ class Server:
         finally:
             self._finished.set()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, close_idle: bool = True) -> None:
         """Shut down gracefully and wait until every connection has ended. Idempotent.
+
+        ``close_idle=False`` keeps idle connections through the drain (see
+        :meth:`Shutdown.begin`): for a rolling restart, when another process
+        accepts on the same sockets. A later ``aclose()`` closes them after all.
 
         Cancelling the caller abandons the wait only: the shutdown goes on.
         Called from inside a connection handler, it returns only when the grace
         period ends (that handler's connection is one of those waited for).
         """
+        if close_idle:
+            self._close_idle = True
+            if self._stopping.is_set():
+                self.shutdown.begin()
+        elif not self._stopping.is_set():
+            self._close_idle = False
         self._accept_scope.cancel()
         if self._started:
             await self._finished.wait()
@@ -463,7 +495,7 @@ class Server:
 
     def _begin_drain(self) -> None:
         self._stopping.set()
-        self.shutdown.begin()
+        self.shutdown.begin(close_idle=self._close_idle)
         # min(): a drain may start after cancel_connections() or a second time.
         self._conn_deadline = min(self._conn_deadline, trio.current_time() + self.grace_period)
         for scope in self._conn_scopes:

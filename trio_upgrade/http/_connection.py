@@ -271,7 +271,9 @@ class _HTTPConnection:
             idle = head_deadline is None and not proto.has_buffered_data
             if idle:
                 # Idle: no byte of the next request yet. A graceful shutdown
-                # cancels this wait (and run() reads what had already come).
+                # cancels this wait (and run() reads what had already come),
+                # unless it keeps idle connections (a rolling restart): then
+                # the next request is answered, with "Connection: close".
                 first = self.requests == 0
                 timeout = config.header_timeout if first else config.keepalive_timeout
                 deadline = math.inf if timeout is None else self._now() + timeout
@@ -326,7 +328,7 @@ class _HTTPConnection:
                 if not data:
                     self._idle = False
                     return None
-                if self._expired or shutdown.draining:
+                if self._expired or shutdown.closing_idle:
                     # The scope was cancelled as the read completed (by the
                     # watchdog, which sets _expired first, or the drain; the
                     # two tests are cheaper than the scope's cancel_called):
