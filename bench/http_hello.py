@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"; {machine['cores']} cores ({machine['cpu']}), "
         f"load average before {machine['loadavg_before'][0]:.2f}; code {machine['code']}.",
     ]
-    verdicts = target_verdicts(rps, cpu_req)
+    verdicts = target_verdicts(rps, cpu_req) + round_ratios(samples)
     notes += verdicts
     print(format_table("HTTP hello world", columns, rows, notes), file=out)
     if args.json:
@@ -351,6 +351,31 @@ def target_verdicts(rps: dict[str, float], cpu_req: dict[str, float]) -> list[st
             f"Target ours <= {FLOOR_TARGET:.1f}x the floor's CPU per request: "
             f"{floor:.2f}x, {verdict}."
         )
+    return out
+
+
+def round_ratios(samples: dict[str, list[Sample]]) -> list[str]:
+    """Ours against each baseline round by round (CPU per request), and their median.
+
+    The rounds run the servers one after another, so a ratio within a round
+    compares servers measured a few seconds apart: steadier than the ratio of
+    medians taken over the whole run when the machine's speed drifts.
+    """
+    ours = samples.get("ours", [])
+    out = []
+    for baseline in ("uvicorn", "floor", "granian"):
+        theirs = samples.get(baseline, [])
+        rounds = [
+            a.cpu_us_per_request / b.cpu_us_per_request
+            for a, b in zip(ours, theirs, strict=False)
+            if b.requests and a.requests
+        ]
+        if len(rounds) > 1:
+            out.append(
+                f"ours / {baseline} CPU per request by round: "
+                + ", ".join(f"{r:.2f}" for r in rounds)
+                + f"; median {median(rounds):.2f}x."
+            )
     return out
 
 
