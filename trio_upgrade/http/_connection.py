@@ -223,8 +223,10 @@ class _HTTPConnection:
                 return b""
         return b""
 
-    async def _watchdog(self, period: float) -> None:
-        with self._watchdog_scope:
+    async def _watchdog(self, period: float, scope: trio.CancelScope) -> None:
+        # The scope comes as an argument: a takeover may have dropped the
+        # attribute before this task first runs.
+        with scope:
             while True:
                 now = trio.current_time()
                 deadline = self._deadline
@@ -294,18 +296,21 @@ class _HTTPConnection:
                     data = bytes(await self.stream.receive_some(config.read_size))
                 else:
                     got: bytes | None = None
-                    if self._unchecked:
-                        # The schedule point the last write skipped, then a
-                        # read without waiting: under load the client's next
-                        # request has come while the other connections took
-                        # their turn, and the wait (an epoll_ctl and trio's
-                        # bookkeeping) is not needed.
-                        self._unchecked = False
-                        await _checkpoint()
+                    if idle:
+                        # Between requests: a read without waiting first (after
+                        # the schedule point the last write skipped, if it did).
+                        # Under load the client's next request has come while
+                        # the other connections took their turn, and the wait
+                        # (an epoll_ctl and trio's bookkeeping) is not needed.
+                        if self._unchecked:
+                            self._unchecked = False
+                            await _checkpoint()
                         try:
                             got = os.read(sock.fileno(), config.read_size)
                         except BlockingIOError:  # not contextlib.suppress: two calls a read
                             got = None
+                    else:
+                        self._unchecked = False
                     while got is None:
                         # A checkpoint, whether or not the bytes are there already.
                         await _wait_readable(sock)
@@ -529,7 +534,7 @@ class _HTTPConnection:
 
     async def run(self) -> None:
         if self._period is not None:
-            self.conn.nursery.start_soon(self._watchdog, self._period)
+            self.conn.nursery.start_soon(self._watchdog, self._period, self._watchdog_scope)
         proto = self.proto
         # The request loop lives here rather than in a helper: every frame
         # between the connection task and a socket call is walked again each
