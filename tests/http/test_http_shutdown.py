@@ -30,6 +30,20 @@ def make_app(handled: list[int] | None = None) -> Router:
     return router
 
 
+async def start_loopback(
+    nursery: trio.Nursery, handled: list[int]
+) -> tuple[Server, tuple[str, int]]:
+    """``make_app(handled)`` served on a loopback port in *nursery* (30 s grace period)."""
+    server: Server = await nursery.start(
+        lambda task_status: serve(
+            make_app(handled), "127.0.0.1:0", grace_period=30, task_status=task_status
+        )
+    )
+    address = server.addresses[0]
+    assert isinstance(address, tuple)
+    return server, address
+
+
 async def test_drain_closes_a_connection_with_nothing_pending_before_its_keepalive_timeout(
     autojump_clock: MockClock,
 ) -> None:
@@ -144,13 +158,7 @@ async def test_tight_keep_alive_loops_lose_no_request_when_the_server_shuts_down
                     return
 
     async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(
-            lambda task_status: serve(
-                make_app(handled), "127.0.0.1:0", grace_period=30, task_status=task_status
-            )
-        )
-        address = server.addresses[0]
-        assert isinstance(address, tuple)
+        server, address = await start_loopback(nursery, handled)
         async with trio.open_nursery() as loops:
             for _ in range(clients):
                 loops.start_soon(loop, *address)
@@ -248,13 +256,7 @@ async def test_loopback_clients_that_pause_lose_no_request_to_a_drain_keeping_id
             assert await reader.at_eof()
 
     async with trio.open_nursery() as nursery:
-        server: Server = await nursery.start(
-            lambda task_status: serve(
-                make_app(handled), "127.0.0.1:0", grace_period=30, task_status=task_status
-            )
-        )
-        address = server.addresses[0]
-        assert isinstance(address, tuple)
+        server, address = await start_loopback(nursery, handled)
         async with trio.open_nursery() as loops:
             for _ in range(clients):
                 loops.start_soon(client, *address, server)
